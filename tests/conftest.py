@@ -20,3 +20,16 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.fail(f"real sample data not found at {REAL_DATA}; the tests expect ../shared beside the repo")
     return REAL_DATA
+
+
+def _hypothesis_profile() -> None:
+    """Fuzz tests are reproducible in CI (derandomized) and never fail on wall-clock deadlines."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "medclr", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+    )
+    settings.load_profile("medclr")
+
+
+_hypothesis_profile()

@@ -7,6 +7,7 @@ number: WFDB records (a ``.hea`` header beside the path) and CSV text.
 
 from __future__ import annotations
 
+import codecs
 from os import PathLike
 from pathlib import Path
 from typing import Literal
@@ -59,8 +60,9 @@ def sniff_format(path: str | PathLike[str]) -> FileFormat:
 
 
 def _is_text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes; ``head`` is cut at a fixed length, so a split trailing character is fine."""
     try:
-        head.decode("utf-8")
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         return False
     return b"\x00" not in head

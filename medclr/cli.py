@@ -1,0 +1,153 @@
+"""The ``medclr`` command line: parse, call one library function, print.
+
+Every subcommand of the [contract] command line (see docs/ARCHITECTURE.md) is registered here. Errors a user
+can cause are :class:`~medclr.errors.MedclrError`: they are printed as one line (no traceback) and the
+process exits non-zero. Imports of heavy libraries happen inside the handlers so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from medclr import __version__
+from medclr.errors import MedclrError, MedclrNotImplementedError
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_IMPLEMENTED = 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_implemented(command: str, issue: int) -> Handler:
+    def handler(_: argparse.Namespace) -> int:
+        raise MedclrNotImplementedError(f"`medclr {command}` is not implemented yet (tracked in issue {issue})")
+
+    return handler
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """Read each file with medclr.io and print its (PHI-free) metadata and value range."""
+    from medclr.io import read_any
+
+    failures = 0
+    for path in args.paths:
+        try:
+            kind, array, meta = read_any(path)
+        except MedclrError as err:
+            failures += 1
+            sys.stderr.write(f"medclr: error: {err}\n")
+            continue
+        record = {"kind": kind, "shape": list(array.shape), "min": float(array.min()), "max": float(array.max())}
+        record.update(asdict(meta))
+        sys.stdout.write(json.dumps(record, default=str) + "\n")
+    return 1 if failures else 0
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="generate the offline synthetic clinical world (X-rays, ECGs, reports)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--preset", choices=["demo", "xor", "tiny"], default="demo", help="world preset")
+    p.add_argument("--patients", type=int, help="number of patients (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the world is deterministic for a seed")
+    p.set_defaults(handler=_not_implemented("synth", 4))
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="turn a dataset, as distributed, into a manifest (parquet)")
+    p.add_argument(
+        "source",
+        choices=["mimic-cxr", "mimic-iv-ecg", "mimic-paired", "chexpert", "ptbxl", "ms-cxr", "cinc2021", "synth"],
+        help="dataset layout to read",
+    )
+    p.add_argument("--root", type=Path, help="dataset root directory, exactly as downloaded")
+    p.add_argument("--out", type=Path, required=True, help="manifest to write (.parquet)")
+    p.set_defaults(handler=_not_implemented("prepare", 3))
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model from a recipe (single process or under torchrun)")
+    p.add_argument("config", type=Path, help="training recipe, e.g. configs/train/tiny.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="resume exactly from a run directory")
+    p.set_defaults(handler=_not_implemented("train", 6))
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a run: zero-shot, retrieval, grounding, probes")
+    p.add_argument("run_dir", type=Path, help="run directory written by `medclr train`")
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=["zeroshot-cxr", "zeroshot-ecg", "zeroshot-joint", "retrieval", "grounding", "probe", "diagnostics"],
+        help="evaluation protocol",
+    )
+    p.add_argument("--manifest", type=Path, required=True, help="manifest to evaluate on")
+    p.add_argument("--out", type=Path, default=Path("metrics.json"), help="metrics JSON (flat keys)")
+    p.set_defaults(handler=_not_implemented("eval", 7))
+
+
+def _add_embed_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed every study of a manifest with a trained run")
+    p.add_argument("run_dir", type=Path, help="run directory written by `medclr train`")
+    p.add_argument("--manifest", type=Path, required=True, help="manifest of studies to embed")
+    p.add_argument("--out", type=Path, required=True, help="embeddings file (.parquet)")
+    p.set_defaults(handler=_not_implemented("embed", 7))
+    p = sub.add_parser("index", help="build a retrieval index from embeddings")
+    p.add_argument("embeddings", type=Path, help="embeddings.parquet written by `medclr embed`")
+    p.add_argument("--out", type=Path, required=True, help="index directory")
+    p.set_defaults(handler=_not_implemented("index", 7))
+
+
+def _add_app_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("app", help="start the Streamlit app on a trained run (research use only)")
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="run directory")
+    p.add_argument("--index", type=Path, metavar="INDEX_DIR", help="retrieval index directory")
+    p.set_defaults(handler=_not_implemented("app", 8))
+    p = sub.add_parser("demo", help="synth -> prepare -> train -> eval on CPU, then print a results table")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (reused when re-run)")
+    p.set_defaults(handler=_not_implemented("demo", 9))
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="read X-ray / ECG files with medclr.io and print their metadata as JSON lines",
+        description="Reads each file by content (DICOM image or waveform, PNG, JPEG, WFDB, CSV) and prints one "
+        "JSON line of metadata (no patient-identifying tags). Bad files print one error line each; the exit "
+        "status is 1 if any file failed.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="files (for WFDB give the record or its .hea)")
+    p.set_defaults(handler=_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medclr",
+        description="Chest X-ray, 12-lead ECG and clinical report encoders in one embedding space.",
+    )
+    parser.add_argument("--version", action="version", version=f"medclr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_synth, _add_prepare, _add_train, _add_eval, _add_embed_index, _add_app_demo, _add_inspect):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except MedclrNotImplementedError as err:
+        sys.stderr.write(f"medclr: {err}\n")
+        return EXIT_NOT_IMPLEMENTED
+    except MedclrError as err:
+        sys.stderr.write(f"medclr: error: {err}\n")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("medclr: interrupted\n")
+        return 130

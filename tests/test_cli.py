@@ -1,0 +1,89 @@
+"""The command line: every [contract] subcommand is registered, errors are one line, exit codes are non-zero."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medclr.cli import EXIT_NOT_IMPLEMENTED, build_parser, main
+
+CONTRACT_COMMANDS = ["synth", "prepare", "train", "eval", "embed", "index", "app", "demo"]
+
+
+def _subcommands() -> set[str]:
+    parser = build_parser()
+    actions = [a for a in parser._actions if a.dest == "command"]
+    return set(actions[0].choices)  # type: ignore[arg-type]
+
+
+def test_every_contract_command_is_registered() -> None:
+    assert set(CONTRACT_COMMANDS) <= _subcommands()
+
+
+@pytest.mark.parametrize("command", [*CONTRACT_COMMANDS, "inspect"])
+def test_help_documents_every_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert f"medclr {command}" in out and "--help" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["synth", "--out", "x"],
+        ["prepare", "ptbxl", "--root", "r", "--out", "m.parquet"],
+        ["train", "configs/train/tiny.yaml"],
+        ["eval", "run", "--task", "retrieval", "--manifest", "m.parquet"],
+        ["embed", "run", "--manifest", "m.parquet", "--out", "e.parquet"],
+        ["index", "e.parquet", "--out", "idx"],
+        ["app", "--run", "run"],
+        ["demo"],
+    ],
+)
+def test_unlanded_commands_exit_nonzero_with_a_clear_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == EXIT_NOT_IMPLEMENTED
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not implemented yet" in err and f"medclr {argv[0]}" in err
+
+
+def test_inspect_prints_metadata_of_real_files(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ecg = real_data / "cinc2021" / "E07500.hea"
+    png = real_data / "nih_chestxray14" / "images" / "00000001_000.png"
+    assert main(["inspect", str(ecg), str(png)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["kind"] for r in lines] == ["ecg", "cxr"]
+    assert lines[0]["shape"] == [12, 5000] and lines[0]["fs"] == 500.0
+    assert lines[1]["shape"] == [1024, 1024] and 0.0 <= lines[1]["min"] <= lines[1]["max"] <= 1.0
+
+
+def test_bad_input_is_one_line_without_traceback(real_data: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "scan.dcm"
+    junk.write_bytes(b"definitely not a DICOM file")
+    holter = real_data / "wfdb_samples" / "100.hea"  # MIT-BIH: 2 leads, not a 12-lead ECG
+    proc = subprocess.run(
+        [sys.executable, "-m", "medclr", "inspect", str(junk), str(holter)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert all(line.startswith("medclr: error: ") for line in lines)
+    assert "Traceback" not in proc.stderr
+    assert "scan.dcm" in lines[0] and "100" in lines[1]
+
+
+def test_import_medclr_stays_light() -> None:
+    code = (
+        "import sys, medclr; "
+        "print(sorted({'torch', 'streamlit', 'faiss', 'tensorboard', 'matplotlib'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
