@@ -57,16 +57,48 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_not_implemented("synth", 4))
 
 
-def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="turn a dataset, as distributed, into a manifest (parquet)")
-    p.add_argument(
-        "source",
-        choices=["mimic-cxr", "mimic-iv-ecg", "mimic-paired", "chexpert", "ptbxl", "ms-cxr", "cinc2021", "synth"],
-        help="dataset layout to read",
+PREPARE_SOURCES = (
+    "ptbxl", "cinc2021", "mimic-cxr", "mimic-iv-ecg", "mimic-paired", "chexpert", "ms-cxr", "nih-cxr14", "openi",
+    "files", "synth",
+)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from medclr.data.prepare import PrepareOptions, prepare
+
+    options = PrepareOptions(
+        root=args.root, cxr_root=args.cxr_root, ecg_root=args.ecg_root, uncertain=args.uncertain,
+        window_hours=args.window_hours, check=args.check, workers=args.workers, ecg_rate=args.ecg_rate,
     )
+    report = prepare(args.source, options, args.out)
+    sys.stdout.write(report.summary() + "\n")
+    return 0
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="turn a dataset, as distributed, into a manifest (parquet)",
+        description="Reads a dataset exactly as distributed (its own CSVs and folder layout), checks every record "
+        "it points to, and writes one manifest row per study plus MANIFEST.quarantine.csv listing every "
+        "rejected record with its reason. Data cards for each source are in data_cards/.",
+    )
+    p.add_argument("source", choices=PREPARE_SOURCES, help="dataset layout to read")
     p.add_argument("--root", type=Path, help="dataset root directory, exactly as downloaded")
     p.add_argument("--out", type=Path, required=True, help="manifest to write (.parquet)")
-    p.set_defaults(handler=_not_implemented("prepare", 3))
+    p.add_argument("--cxr-root", type=Path, help="mimic-paired: the MIMIC-CXR(-JPG) root (default ROOT/mimic-cxr)")
+    p.add_argument("--ecg-root", type=Path, help="mimic-paired: the MIMIC-IV-ECG root (default ROOT/mimic-iv-ecg)")
+    p.add_argument(
+        "--uncertain", choices=["nan", "zeros", "ones"], default="nan",
+        help="CheXpert-style uncertain (-1) labels: nan = U-Ignore (default), zeros = U-Zeros, ones = U-Ones",
+    )
+    p.add_argument("--window-hours", type=float, default=24.0,
+                   help="mimic-paired: largest time between a paired X-ray and ECG (default 24)")
+    p.add_argument("--ecg-rate", type=int, choices=[100, 500], help="ptbxl: 500 Hz (default) or 100 Hz records")
+    p.add_argument("--check", choices=["quick", "full"], default="quick",
+                   help="quick: headers, sizes, cheap decodes (default); full: read every file completely")
+    p.add_argument("--workers", type=int, default=0, help="processes for checking records (default: CPU count)")
+    p.set_defaults(handler=_prepare)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from medclr.errors import MedclrInputError
-from medclr.io.dicom import BT601_LUMA, MAX_PIXELS, MIN_SIDE, VoiKind, read_dicom
+from medclr.io.dicom import BT601_LUMA, MAX_PIXELS, MIN_SIDE, VoiKind, probe_dicom_image, read_dicom
 from medclr.io.sniff import FileFormat, sniff_format
 
 __all__ = ["MAX_PIXELS", "MIN_SIDE", "CxrMeta", "read_cxr"]
@@ -73,6 +73,42 @@ def read_cxr(path: str | PathLike[str]) -> tuple[np.ndarray, CxrMeta]:
         return _read_pillow(p, fmt)
     raise MedclrInputError(p, f"unsupported file format (detected: {fmt})",
                            f"pass a chest X-ray as {SUPPORTED}; ECG records are read by medclr.io.read_ecg")
+
+
+def probe_cxr(path: str | PathLike[str]) -> tuple[int, int]:
+    """Check an X-ray cheaply; return its ``(height, width)``. Raises :class:`MedclrInputError` like read_cxr.
+
+    DICOM: the image header is valid and the pixel data is as long as it implies (native) or has fragments
+    (compressed); nothing is decoded. JPEG: decoded at 1/8 scale (Pillow's draft mode, a fraction of the
+    full cost) so that truncated files fail. PNG: decoded fully (the zlib stream has no cheaper check).
+    """
+    p = Path(path)
+    fmt = _sniff(p)
+    if fmt == "dicom":
+        return probe_dicom_image(p)
+    if fmt == "png" or fmt == "jpeg":
+        return _probe_pillow(p, fmt)
+    raise MedclrInputError(p, f"unsupported file format (detected: {fmt})", f"pass a chest X-ray as {SUPPORTED}")
+
+
+def _probe_pillow(p: Path, fmt: Literal["png", "jpeg"]) -> tuple[int, int]:
+    name = fmt.upper()
+    try:
+        with Image.open(p) as img:
+            width, height = img.size
+            if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
+                raise MedclrInputError(p, f"{name} image is {height}x{width} pixels; expected between "
+                                       f"{MIN_SIDE}x{MIN_SIDE} and {MAX_PIXELS} pixels",
+                                       "pass a full-size radiograph, not an icon or thumbnail")
+            if fmt == "jpeg":
+                img.draft(img.mode, (max(width // 8, 1), max(height // 8, 1)))
+            img.load()
+    except MedclrInputError:
+        raise
+    except Exception as err:  # library boundary: Pillow's codecs raise many types
+        raise MedclrInputError(p, f"cannot decode the {name} file ({type(err).__name__}: {err})",
+                               "the file is truncated or corrupt; fetch or export it again") from err
+    return height, width
 
 
 def _sniff(p: Path) -> FileFormat:

@@ -33,7 +33,13 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
 from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.pixels.decoders.base import Decoder
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from medclr.errors import MedclrInputError
 
@@ -66,6 +72,7 @@ _DECODER_PACKAGES = {  # transfer syntax UID -> what decodes it (pydicom 3 plugi
 #: Order in which installed pydicom decoding plugins are tried. python-gdcm is tried only when it is the only
 #: plugin for a transfer syntax (or when asked for by name): on corrupt JPEG / JPEG 2000 data it can throw a C++
 #: exception that aborts the whole Python process (found by tests/io/test_cxr_fuzz.py), which no `except` stops.
+_DEFLATED = DeflatedExplicitVRLittleEndian
 PLUGIN_ORDER = ("pydicom", "pillow", "pylibjpeg", "pyjpegls", "gdcm")
 _CONVERT_FIX = "or convert the file to an uncompressed DICOM (e.g. `gdcmconv --raw in.dcm out.dcm`) or a PNG"
 
@@ -123,6 +130,36 @@ def read_dicom(path: str | PathLike[str], *, decoding_plugin: str = "") -> Dicom
         _upper_or_none(_get(ds, "ViewPosition")), _upper_or_none(_get(ds, "Modality")), str(tsyntax.name), voi,
         inverted, header.n_frames,
     )
+
+
+def probe_dicom_image(path: str | PathLike[str]) -> tuple[int, int]:
+    """Check a DICOM image without decoding it; return ``(rows, columns)``.
+
+    The image header must be valid (as for :func:`read_dicom`), a decoder must be installed for the transfer
+    syntax, and the pixel data must hold what the header implies: ``rows x columns x samples x frames`` values
+    of ``BitsAllocated`` bits for native syntaxes, at least one non-empty fragment for compressed ones.
+    """
+    p = Path(path)
+    ds, tsyntax = _read_dataset(p)
+    header = _image_header(ds, p)
+    decoder = _decoder(tsyntax, p)
+    if not decoder.is_available:
+        raise MedclrInputError(p, f"no installed decoder for {tsyntax.name} pixel data",
+                               f"install {_DECODER_PACKAGES.get(str(tsyntax), 'pylibjpeg or python-gdcm')}")
+    data = ds.PixelData if isinstance(ds.PixelData, bytes) else b""
+    if decoder.is_encapsulated:
+        if len(data) <= 16:  # basic offset table item + one empty fragment at most
+            raise MedclrInputError(p, "compressed pixel data is empty", "the file is truncated; export it again")
+        return header.rows, header.columns
+    if tsyntax == _DEFLATED:
+        return header.rows, header.columns  # inflated by pydicom on read: dcmread already failed if corrupt
+    bits_allocated = _get_int(ds, "BitsAllocated", p)
+    n_values = header.rows * header.columns * header.samples * header.n_frames
+    expected = (n_values * bits_allocated + 7) // 8
+    if len(data) < expected:
+        raise MedclrInputError(p, f"pixel data holds {len(data)} bytes; the header implies {expected}",
+                               "the file is truncated or its header is wrong; export it again")
+    return header.rows, header.columns
 
 
 def apply_window(x: np.ndarray, center: float, width: float, function: VoiFunction = "LINEAR") -> np.ndarray:

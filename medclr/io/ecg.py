@@ -37,7 +37,7 @@ from medclr.errors import MedclrInputError
 from medclr.io.ecg_csv import read_csv_ecg
 from medclr.io.ecg_dicom import read_dicom_ecg
 from medclr.io.ecg_raw import RawEcg, millivolts_per_unit
-from medclr.io.ecg_wfdb import read_wfdb
+from medclr.io.ecg_wfdb import check_signal_files, parse_wfdb_header, read_wfdb
 from medclr.io.leads import complete_leads, select_leads
 from medclr.io.sniff import sniff_format, wfdb_header_path
 
@@ -112,6 +112,31 @@ def read_ecg(
         nan_fraction=nan_fraction,
     )
     return signal.astype(np.float32), meta
+
+
+def probe_ecg(path: str | PathLike[str], *, expected_fs: float | None = None) -> tuple[float, int]:
+    """Check an ECG cheaply without decoding its samples where the format allows; return ``(fs, n_samples)``.
+
+    For WFDB: the header parses, every signal file is present and as long as the header implies, the rate is
+    plausible and the channel names give the 12 standard leads (limb leads derivable). Other formats are small
+    and are read in full with :func:`read_ecg`. Raises :class:`MedclrInputError` like :func:`read_ecg`.
+    """
+    p = Path(path)
+    fmt = _ecg_format(p)
+    if fmt != "wfdb":
+        _, meta = read_ecg(p, expected_fs=expected_fs)
+        return meta.fs, meta.n_samples
+    header_path = wfdb_header_path(p)
+    if header_path is None:
+        raise MedclrInputError(p, "WFDB header disappeared while reading", "check the path")
+    header = parse_wfdb_header(header_path)
+    n_samples = check_signal_files(header_path, header)
+    fs = header.fs if header.fs is not None else 250.0  # the WFDB default, as wfdb applies it
+    _check_fs(p, fs, expected_fs)
+    selection = select_leads(header.sig_names, p)
+    one_sample = {lead: np.zeros(1) for lead in selection.channel}
+    complete_leads(one_sample, 1, p, ignored=selection.dropped)  # raises when leads cannot be completed
+    return fs, n_samples
 
 
 def _read_wfdb_record(path: Path, fs: float | None) -> RawEcg:

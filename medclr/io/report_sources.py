@@ -28,13 +28,13 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medclr.errors import MedclrInputError
 from medclr.io.reports import report_text
+from medclr.io.tables import read_table
 
 __all__ = [
     "INDIANA_COLUMNS",
@@ -67,21 +67,6 @@ _PTBXL_UMLAUT = re.compile(r"(?<=[a-zäöüåß])[ÄÖÜÅ]|[ÄÖÜÅ](?=[a-zä�
 _SPACES = re.compile(r"\s+")
 
 
-def _read_csv(path: str | PathLike[str], what: str, required: Sequence[str], **kwargs: Any) -> pd.DataFrame:
-    """``pandas.read_csv`` whose failures are :class:`MedclrInputError` naming the file and the columns."""
-    expected = ", ".join(required)
-    if not Path(path).is_file():
-        raise MedclrInputError(path, f"{what} not found", f"pass the path of the {what} (columns: {expected})")
-    try:
-        frame = pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise MedclrInputError(path, f"cannot read {what} as CSV ({err})", f"expected columns: {expected}") from err
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise MedclrInputError(path, f"{what} lacks column(s) {', '.join(missing)}", f"expected columns: {expected}")
-    return frame
-
-
 def _text_or_empty(value: object) -> str:
     """A table cell as text: missing (None, NaN, pandas NA) -> ``""``."""
     return value if isinstance(value, str) else ""
@@ -93,7 +78,7 @@ def read_indiana_reports(csv_path: str | PathLike[str], *, placeholder: str = ""
     ``placeholder`` replaces ``XXXX`` (default: removed). Rows are kept in file order, empty ones flagged.
     """
     required = ("uid", "findings", "impression")
-    frame = _read_csv(csv_path, "Indiana reports CSV", required, keep_default_na=False, na_values=[""])
+    frame = read_table(csv_path, "Indiana reports CSV", required, keep_default_na=False, na_values=[""])
     texts: list[str] = []
     for uid, findings, impression in zip(frame["uid"], frame["findings"], frame["impression"], strict=True):
         sections = {
@@ -113,7 +98,7 @@ def load_scp_statements(csv_path: str | PathLike[str]) -> pd.DataFrame:
 
     ``diagnostic``/``form``/``rhythm`` stay as in the file (1.0 or NaN).
     """
-    frame = _read_csv(csv_path, "PTB-XL scp_statements.csv", SCP_STATEMENT_COLUMNS, index_col=0)
+    frame = read_table(csv_path, "PTB-XL scp_statements.csv", SCP_STATEMENT_COLUMNS, index_col=0)
     codes = frame.index
     if codes.hasnans or not all(isinstance(c, str) and c.strip() for c in codes):
         raise MedclrInputError(
@@ -276,9 +261,9 @@ def read_machine_reports(csv_path: str | PathLike[str]) -> pd.DataFrame:
     One row per ECG in file order; ``(subject_id, study_id)`` must be unique; empty texts are flagged.
     """
     required = MACHINE_REPORT_COLUMNS[:4]
-    header = _read_csv(csv_path, "MIMIC-IV-ECG machine_measurements.csv", required, nrows=0)
+    header = read_table(csv_path, "MIMIC-IV-ECG machine_measurements.csv", required, nrows=0)
     report_cols = [c for c in MACHINE_REPORT_COLUMNS[3:] if c in header.columns]
-    frame = _read_csv(
+    frame = read_table(
         csv_path,
         "MIMIC-IV-ECG machine_measurements.csv",
         required,
