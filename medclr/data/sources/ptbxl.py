@@ -146,7 +146,7 @@ def _row(
         "report": report,
         "study_time": record.get("recording_date"),
         "meta/age": record.get("age"),
-        "meta/sex": _SEX.get(record.get("sex")),  # type: ignore[call-overload]
+        "meta/sex": _SEX.get(record.get("sex")),
         "meta/strat_fold": fold,
         "meta/report_de": _german(record.get("report")),
     }
