@@ -48,13 +48,30 @@ def _inspect(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from medclr.synth.world import generate_world
+
+    summary = generate_world(args.out, preset=args.preset, patients=args.patients, seed=args.seed,
+                             workers=args.workers)
+    sys.stdout.write(summary.line() + "\n")
+    return 0
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate the offline synthetic clinical world (X-rays, ECGs, reports)")
+    p = sub.add_parser(
+        "synth",
+        help="generate the offline synthetic clinical world (X-rays, ECGs, reports)",
+        description="Generates patients with latent conditions and writes their X-rays (DICOM/JPEG), ECGs (WFDB) "
+        "and reports in the real datasets' layouts (mimic-cxr/, mimic-iv-ecg/, chexpert/, ptbxl/, ms-cxr/) plus "
+        "truth.csv, so `medclr prepare` reads them unchanged. Deterministic for a seed. See data_cards/synth.md.",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--preset", choices=["demo", "xor", "tiny"], default="demo", help="world preset")
+    p.add_argument("--preset", choices=["demo", "xor", "tiny"], default="demo",
+                   help="tiny: ~40 patients for tests; demo: the CPU demo world; xor: Symile's XOR test")
     p.add_argument("--patients", type=int, help="number of patients (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the world is deterministic for a seed")
-    p.set_defaults(handler=_not_implemented("synth", 4))
+    p.add_argument("--workers", type=int, default=0, help="processes (default: CPU count)")
+    p.set_defaults(handler=_synth)
 
 
 PREPARE_SOURCES = (

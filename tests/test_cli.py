@@ -36,8 +36,6 @@ def test_help_documents_every_command(command: str, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     "argv",
     [
-        ["synth", "--out", "x"],
-        ["prepare", "ptbxl", "--root", "r", "--out", "m.parquet"],
         ["train", "configs/train/tiny.yaml"],
         ["eval", "run", "--task", "retrieval", "--manifest", "m.parquet"],
         ["embed", "run", "--manifest", "m.parquet", "--out", "e.parquet"],
@@ -50,6 +48,20 @@ def test_unlanded_commands_exit_nonzero_with_a_clear_line(argv: list[str], capsy
     assert main(argv) == EXIT_NOT_IMPLEMENTED
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not implemented yet" in err and f"medclr {argv[0]}" in err
+
+
+def test_prepare_sources_match_the_registry() -> None:
+    import medclr.data.sources  # noqa: F401 - registers the adapters
+    from medclr.cli import PREPARE_SOURCES
+    from medclr.data.prepare import SOURCES
+
+    assert set(SOURCES.names()) == set(PREPARE_SOURCES)
+
+
+def test_prepare_missing_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prepare", "ptbxl", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "m.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope" in err and "ptbxl_database.csv" in err
 
 
 def test_inspect_prints_metadata_of_real_files(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:

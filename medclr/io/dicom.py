@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
 from pydicom.pixels import pixel_array as pydicom_pixel_array
@@ -39,6 +40,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    RLELossless,
 )
 
 from medclr.errors import MedclrInputError
@@ -150,6 +152,7 @@ def probe_dicom_image(path: str | PathLike[str]) -> tuple[int, int]:
     if decoder.is_encapsulated:
         if len(data) <= 16:  # basic offset table item + one empty fragment at most
             raise MedclrInputError(p, "compressed pixel data is empty", "the file is truncated; export it again")
+        _check_codestream_end(ds, tsyntax, header, p)
         return header.rows, header.columns
     if tsyntax == _DEFLATED:
         return header.rows, header.columns  # inflated by pydicom on read: dcmread already failed if corrupt
@@ -262,6 +265,8 @@ def _decode_first_frame(ds: Dataset, path: Path, tsyntax: UID, plugin: str) -> n
     if not decoder.is_available:
         raise MedclrInputError(path, f"no installed decoder for {tsyntax.name} pixel data",
                                f"install {_DECODER_PACKAGES.get(str(tsyntax), 'pylibjpeg or python-gdcm')}")
+    if decoder.is_encapsulated:
+        _check_codestream_end(ds, tsyntax, _image_header(ds, path), path)
     plugins = [plugin] if plugin else _auto_plugins(decoder)
     failures: list[str] = []
     for name in plugins:
@@ -274,6 +279,21 @@ def _decode_first_frame(ds: Dataset, path: Path, tsyntax: UID, plugin: str) -> n
         f"the pixel data may be truncated or corrupt; another decoder may help "
         f"({_DECODER_PACKAGES.get(str(tsyntax), 'pylibjpeg or python-gdcm')}), {_CONVERT_FIX}",
     )
+
+
+def _check_codestream_end(ds: Dataset, tsyntax: UID, header: _Header, path: Path) -> None:
+    """JPEG, JPEG-LS, JPEG 2000 and HTJ2K codestreams end with an EOI/EOC marker ``FF D9`` (then even-length
+    padding). Decoders fill a cut-short codestream with grey without complaint, so check the end first."""
+    if tsyntax == RLELossless:
+        return  # RLE segments have no end marker; their lengths are checked by the decoder
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=header.n_frames)
+    except Exception as err:  # library boundary: malformed item tags raise ValueError/KeyError/struct.error
+        raise MedclrInputError(path, f"cannot split the compressed pixel data into frames ({_short(err)})",
+                               "the file is truncated or corrupt; export it again") from err
+    if not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise MedclrInputError(path, f"the {tsyntax.name} codestream of frame 1 has no end marker (truncated)",
+                               "the file was cut short; copy or export it again")
 
 
 class _DecodeError(Exception):
