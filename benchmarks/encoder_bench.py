@@ -1,0 +1,94 @@
+"""Per-tower forward (and forward + backward) time of a model config on this machine, with synthetic inputs.
+
+    .venv/bin/python benchmarks/encoder_bench.py [configs/models/demo.yaml] [--batch 32] [--image-size 128]
+        [--ecg-length 1000] [--threads N] [--repeats 3] [--json OUT]
+
+Also times MONAI ``resnet10`` with its default stride-1 first convolution against the ``cxr_cnn`` tower at the
+same image size, printed as a ratio (the issue's CPU pitfall: set strides deliberately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from medclr.models import build_model, load_model_config
+from medclr.models.encoders.cxr import SmallCnnConfig
+from medclr.types import ModalityInput
+
+REPORTS = [
+    "No acute cardiopulmonary process.",
+    "Moderate cardiomegaly with bilateral pleural effusions and mild pulmonary edema.",
+    "Sinus rhythm. ST elevation in V2-V4 consistent with acute anterior injury. Recommend clinical correlation.",
+    "Left lower lobe opacity, likely atelectasis; pneumonia not excluded in the appropriate clinical setting.",
+]
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def inputs(modality: str, batch: int, image_size: int, ecg_length: int) -> ModalityInput:
+    table: dict[str, Callable[[], ModalityInput]] = {
+        "cxr": lambda: torch.rand(batch, 1, image_size, image_size),
+        "ecg": lambda: torch.randn(batch, 12, ecg_length) * 0.3,
+        "report": lambda: [REPORTS[i % len(REPORTS)] + f" Study {i}." for i in range(batch)],
+    }
+    return table[modality]()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", default="configs/models/demo.yaml")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--ecg-length", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = build_model(load_model_config(args.config)).train()
+    results: dict[str, float] = {}
+    for modality in model.modalities:
+        x = inputs(modality, args.batch, args.image_size, args.ecg_length)
+        with torch.no_grad():
+            results[f"{modality}.forward_s"] = best_of(lambda m=modality, x=x: model.encode(m, x), args.repeats)
+
+        def step(m: str = modality, x: ModalityInput = x) -> None:
+            model.zero_grad()
+            model.encode(m, x).square().sum().backward()
+
+        results[f"{modality}.forward_backward_s"] = best_of(step, args.repeats)
+    from monai.networks.nets import resnet10
+
+    image = torch.rand(args.batch, 1, args.image_size, args.image_size)
+    monai_r10 = resnet10(spatial_dims=2, n_input_channels=1, feed_forward=False)  # stride-1 first conv
+    small = SmallCnnConfig().build()
+    with torch.no_grad():
+        results["cxr.monai_resnet10_stride1_s"] = best_of(lambda: monai_r10(image), args.repeats)
+        results["cxr.small_cnn_s"] = best_of(lambda: small(image), args.repeats)
+    results["ratio.resnet10_stride1_over_small_cnn"] = (
+        results["cxr.monai_resnet10_stride1_s"] / results["cxr.small_cnn_s"])
+    print(f"{args.config}: batch {args.batch}, {args.threads} threads, best of {args.repeats}")
+    for key, value in results.items():
+        print(f"  {key:45s} {value:8.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": args.config, "batch": args.batch, **results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
