@@ -37,8 +37,6 @@ CHEXPERT_LABELS = (
     "Support Devices",
 )
 MIMIC_ECG_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")  # MIMIC-IV-ECG order
-PTBXL_LEADS = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
-STANDARD_ORDER = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _CR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography Image Storage
 
 
@@ -89,26 +87,6 @@ def write_jpeg(path: Path, image01: np.ndarray, quality: int = 92) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.clip(np.round(image01 * 255.0), 0, 255).astype(np.uint8)
     Image.fromarray(pixels, mode="L").save(path, quality=quality)
-
-
-def write_wfdb(record: Path, signal: np.ndarray, fs: float, lead_names: Sequence[str]) -> None:
-    """A WFDB format-16 record (``.hea`` + ``.dat``, 1000 adu/mV as PTB-XL and MIMIC-IV-ECG store them).
-
-    ``signal`` is ``[12, T]`` mV in :data:`STANDARD_ORDER`; ``lead_names`` gives the file's channel order and
-    spelling (MIMIC-IV-ECG writes ``aVF`` before ``aVL``; PTB-XL writes ``AVR``): channels are matched by name.
-    """
-    import wfdb
-
-    order = [STANDARD_ORDER.index(_standard_name(name)) for name in lead_names]
-    p_signal = np.ascontiguousarray(signal[order].T.astype(np.float64))  # [T, 12] in file order
-    record.parent.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(record.name, fs=fs, units=["mV"] * len(order), sig_name=list(lead_names), p_signal=p_signal,
-                fmt=["16"] * len(order), adc_gain=[1000.0] * len(order), baseline=[0] * len(order),
-                write_dir=str(record.parent))
-
-
-def _standard_name(name: str) -> str:
-    return next(s for s in STANDARD_ORDER if s.lower() == name.lower())
 
 
 def write_text(path: Path, text: str) -> None:

@@ -124,7 +124,7 @@ def _chexpert(root: Path, study: Study, ids: dict[str, Any], image: np.ndarray, 
 
 def _render_ecg(root: Path, study: Study, ids: dict[str, Any], when: datetime, rng: np.random.Generator,
                 truth: dict[str, Any]) -> Rows:
-    from medclr.synth.ecg import simulate_ecg
+    from medclr.synth.ecg import simulate_ecg, write_wfdb
     from medclr.synth.reports import ecg_machine_statements
 
     findings = study.state.ecg
@@ -135,7 +135,7 @@ def _render_ecg(root: Path, study: Study, ids: dict[str, Any], when: datetime, r
         return _ptbxl(root, study, ids, when, signal, statements, truth)
     ecg_study = ids["ecg_study_id"]
     record = layouts.mimic_ecg_record(subject, ecg_study)
-    layouts.write_wfdb(root / "mimic-iv-ecg" / record, signal, ECG_FS, layouts.MIMIC_ECG_LEADS)
+    write_wfdb(root / "mimic-iv-ecg" / record, signal, ECG_FS, lead_names=layouts.MIMIC_ECG_LEADS)
     truth["ecg_path"] = f"mimic-iv-ecg/{record}"
     ecg_time = when.strftime("%Y-%m-%d %H:%M:%S")
     measurements: dict[str, Any] = {"subject_id": subject, "study_id": ecg_study, "cart_id": 6800 + subject % 40,
@@ -152,13 +152,13 @@ def _render_ecg(root: Path, study: Study, ids: dict[str, Any], when: datetime, r
 
 def _ptbxl(root: Path, study: Study, ids: dict[str, Any], when: datetime, signal: np.ndarray,
            statements: list[str], truth: dict[str, Any]) -> Rows:
-    from medclr.synth.ecg import downsample
+    from medclr.synth.ecg import downsample, write_wfdb
 
     ecg_id = ids["ecg_study_id"] - 40_000_000 + 1
     folder = f"{ecg_id // 1000 * 1000:05d}"
     hr, lr = f"records500/{folder}/{ecg_id:05d}_hr", f"records100/{folder}/{ecg_id:05d}_lr"
-    layouts.write_wfdb(root / "ptbxl" / hr, signal, ECG_FS, layouts.PTBXL_LEADS)
-    layouts.write_wfdb(root / "ptbxl" / lr, downsample(signal, 500, 100), 100.0, layouts.PTBXL_LEADS)
+    write_wfdb(root / "ptbxl" / hr, signal, ECG_FS)
+    write_wfdb(root / "ptbxl" / lr, downsample(signal, 500, 100), 100.0)
     truth["ecg_path"] = f"ptbxl/{hr}"
     patient = study.patient
     fold = 1 + int(hashlib.sha1(f"ptbxl-{patient.index}".encode()).hexdigest()[:6], 16) % 10

@@ -129,10 +129,10 @@ def generate_world(
     n_workers = workers or os.cpu_count() or 1
     bar = tqdm(total=n, desc=f"synth {preset}", unit="patient", disable=not progress)
     with bar:
-        for rows in _run(chunks, root, seed, n, spec, n_workers):
+        for n_done, rows in _run(chunks, root, seed, n, spec, n_workers):
             for table, row in rows:
                 tables[table].append(row)
-            bar.update(len({r["subject_id"] for t, r in rows if t == "truth.csv"} or {0}))
+            bar.update(n_done)
     tables["ptbxl/scp_statements.csv"] = [
         {str(k): v for k, v in row.items()} for row in layouts.scp_statements().to_dict("records")
     ]
@@ -144,7 +144,7 @@ def generate_world(
 
 
 def _run(chunks: list[list[int]], root: Path, seed: int, n: int, spec: Preset, workers: int
-         ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+         ) -> Iterator[tuple[int, list[tuple[str, dict[str, Any]]]]]:
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
             yield _render_patients(chunk, root, seed, n, spec)
@@ -156,7 +156,8 @@ def _run(chunks: list[list[int]], root: Path, seed: int, n: int, spec: Preset, w
 
 
 def _render_patients(indices: list[int], root: Path, seed: int, n: int, spec: Preset
-                     ) -> list[tuple[str, dict[str, Any]]]:
+                     ) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+    """Render the studies of ``indices`` (in a worker process); returns (patients done, table rows)."""
     from medclr.synth.render import render_study
 
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -167,4 +168,4 @@ def _render_patients(indices: list[int], root: Path, seed: int, n: int, spec: Pr
             ids["dicom_id"] = _dicom_id(rng)
             when = _epoch(study.patient) + timedelta(hours=study.hours)
             rows.extend(render_study(root, study, ids, when, rng, spec))
-    return rows
+    return len(indices), rows
