@@ -1,0 +1,241 @@
+"""Chest X-ray towers: 1-channel images ``[B, 1, H, W]`` -> pooled features + a token grid for grounding.
+
+* ``cxr_vit`` - Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021) from MONAI
+  blocks: the image is cut into P x P patches, each linearly embedded, plus a learned position table and a [CLS]
+  token; tokens are the (H/P) x (W/P) patch grid. Any size divisible by P works (the position table is resampled
+  bicubically). Loads MONAI ViT and timm ViT checkpoints.
+* ``cxr_densenet`` - DenseNet (Huang et al., CVPR 2017; DenseNet-121 by default, CheXNet's backbone) from MONAI.
+* ``cxr_resnet`` - ResNet (He et al., CVPR 2016) from MONAI; depth 10/18/34/50.
+* ``cxr_cnn`` - a small stride-2 CNN for CPU configs.
+
+CNN towers return the last feature map as tokens (grid = its h x w) and its mean as the pooled vector. Mind the
+first stride on CPU: MONAI ResNet's default stride-1 first convolution ran 18x slower than a stride-2 CNN at 128 px,
+so ``conv1_stride`` defaults to 2 here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from medclr.models.config import knob, register_config
+from medclr.models.encoders import weights
+from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig
+from medclr.models.encoders.transformer import make_blocks, run_blocks
+from medclr.types import EncoderOutput
+
+# timm ViT parameter names -> MONAI ViT parameter names (qkv and norm names already agree).
+TIMM_VIT_RULES = (
+    (r"^patch_embed\.proj\.", "patch_embedding.patch_embeddings."),
+    (r"^blocks\.(\d+)\.attn\.proj\.", r"blocks.\1.attn.out_proj."),
+    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"blocks.\1.mlp.linear1."),
+    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"blocks.\1.mlp.linear2."),
+)
+# torchvision DenseNet (``denselayer1.norm1`` or the old ``norm.1``) -> MONAI (``denselayer1.layers.norm1``).
+TORCHVISION_DENSENET_RULES = ((r"(denselayer\d+)\.(norm|relu|conv)\.?(\d)", r"\1.layers.\2\3"),)
+
+
+def check_image(x: Tensor, multiple: int = 1) -> tuple[int, int]:
+    """Validate ``x [B, 1, H, W]`` (H, W divisible by ``multiple``) and return (H, W)."""
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"X-ray towers take [B, 1, H, W] tensors; got shape {tuple(x.shape)}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h % multiple or w % multiple:
+        raise ValueError(f"image size {h}x{w} is not divisible by the patch size {multiple}; resize or pad it")
+    return h, w
+
+
+def feature_map_output(fmap: Tensor, input_size: tuple[int, int], stride: int) -> EncoderOutput:
+    """EncoderOutput of a CNN feature map ``[B, C, h, w]`` with total stride ``stride``: tokens = its cells, pooled =
+    their mean. Cell (i, j) is centred near input pixel ((i + 0.5) * stride, (j + 0.5) * stride)."""
+    h, w = fmap.shape[2], fmap.shape[3]
+    tokens = fmap.flatten(2).transpose(1, 2)  # [B, h*w, C]
+    return EncoderOutput(pooled=tokens.mean(dim=1), tokens=tokens, grid=(h, w), grid_axes=("row", "col"),
+                         token_stride=(stride, stride), input_size=input_size)
+
+
+class CxrViT(Encoder):
+    """ViT over 1-channel images with MONAI parameter names (``patch_embedding``, ``cls_token``, ``blocks``)."""
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        from monai.networks.blocks import PatchEmbeddingBlock  # monai imports in ~5 s: only when building
+
+        self.cfg, self.out_dim, self.patch_size = cfg, cfg.hidden_size, cfg.patch_size
+        self.patch_embedding = PatchEmbeddingBlock(
+            in_channels=1, img_size=cfg.image_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
+            num_heads=cfg.num_heads, proj_type="conv", pos_embed_type="learnable", dropout_rate=cfg.dropout,
+            spatial_dims=2,
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size))
+        self.blocks = make_blocks(cfg.hidden_size, cfg.mlp_dim, cfg.num_layers, cfg.num_heads, cfg.dropout,
+                                  cfg.qkv_bias)
+        self.norm = nn.LayerNorm(cfg.hidden_size)
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        h, w = check_image(x, self.patch_size)
+        grid = (h // self.patch_size, w // self.patch_size)
+        patches = self.patch_embedding.patch_embeddings(x).flatten(2).transpose(1, 2)  # [B, h*w, D]
+        pos = weights.resize_pos_embed(self.patch_embedding.position_embeddings, grid)  # [1, h*w, D]
+        tokens = self.patch_embedding.dropout(patches + pos)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)  # [B, 1 + h*w, D]
+        tokens = self.norm(run_blocks(self.blocks, tokens, self.cfg.gradient_checkpointing))
+        pooled = tokens[:, 0] if self.cfg.pooling == "cls" else tokens[:, 1:].mean(dim=1)  # [B, D]
+        return EncoderOutput(pooled=pooled, tokens=tokens[:, 1:], grid=grid, grid_axes=("row", "col"),
+                             token_stride=(self.patch_size, self.patch_size), input_size=(h, w))
+
+    def map_state_dict(self, sd: weights.StateDict) -> weights.StateDict:
+        """timm names -> MONAI names; timm's [CLS] position folded into ``cls_token``; position table resized."""
+        if "patch_embed.proj.weight" in sd:
+            sd = weights.rename(sd, TIMM_VIT_RULES)
+            pos = sd.pop("pos_embed", None)
+            if pos is not None:
+                n = pos.shape[1]
+                has_cls = math.isqrt(n) ** 2 != n and math.isqrt(n - 1) ** 2 == n - 1
+                if has_cls and "cls_token" in sd:
+                    sd["cls_token"] = sd["cls_token"] + pos[:, :1]  # MONAI adds no position to [CLS]
+                sd["patch_embedding.position_embeddings"] = pos[:, 1:] if has_cls else pos
+        key = "patch_embedding.position_embeddings"
+        if key in sd:
+            side = self.cfg.image_size // self.patch_size
+            sd[key] = weights.resize_pos_embed(sd[key], (side, side))
+        return sd
+
+
+class CxrDenseNet(Encoder):
+    """DenseNet feature extractor (MONAI ``DenseNet.features`` + ReLU); tokens = the final feature map."""
+
+    def __init__(self, cfg: DenseNetConfig) -> None:
+        super().__init__()
+        from monai.networks.nets import DenseNet
+
+        net = DenseNet(spatial_dims=2, in_channels=1, out_channels=1, init_features=cfg.init_features,
+                       growth_rate=cfg.growth_rate, block_config=cfg.block_config, dropout_prob=cfg.dropout)
+        self.features = net.features
+        self.stride = 32  # stride-2 stem conv, stride-2 max-pool, three average-pooling transitions
+        self.out_dim = typing.cast(nn.Linear, net.class_layers.out).in_features
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        size = check_image(x)
+        return feature_map_output(torch.relu(self.features(x)), size, self.stride)  # [B, C, H/32, W/32]
+
+    def map_state_dict(self, sd: weights.StateDict) -> weights.StateDict:
+        return weights.rename(sd, TORCHVISION_DENSENET_RULES)
+
+
+RESNET_LAYOUTS: dict[int, tuple[Literal["basic", "bottleneck"], list[int]]] = {
+    10: ("basic", [1, 1, 1, 1]), 18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
+    50: ("bottleneck", [3, 4, 6, 3]),
+}
+
+
+class CxrResNet(Encoder):
+    """MONAI ResNet without its classifier; parameter names match torchvision/MONAI (``conv1``, ``layer1``...)."""
+
+    def __init__(self, cfg: ResNetConfig) -> None:
+        super().__init__()
+        from monai.networks.nets import ResNet
+
+        block, layers = RESNET_LAYOUTS[cfg.depth]
+        net = ResNet(block=block, layers=layers, block_inplanes=list(cfg.widths), spatial_dims=2,
+                     n_input_channels=1, conv1_t_size=cfg.conv1_size, conv1_t_stride=cfg.conv1_stride,
+                     no_max_pool=not cfg.max_pool, feed_forward=False, bias_downsample=False)
+        self.conv1, self.bn1, self.act, self.maxpool = net.conv1, net.bn1, net.act, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.use_max_pool = cfg.max_pool
+        self.stride = cfg.conv1_stride * (2 if cfg.max_pool else 1) * 8  # layers 2-4 halve the map
+        self.out_dim = cfg.widths[-1] * (4 if block == "bottleneck" else 1)
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        size = check_image(x)
+        y = self.act(self.bn1(self.conv1(x)))
+        if self.use_max_pool:
+            y = self.maxpool(y)
+        y = self.layer4(self.layer3(self.layer2(self.layer1(y))))  # [B, C, h, w]
+        return feature_map_output(y, size, self.stride)
+
+
+class CxrSmallCNN(Encoder):
+    """Stages of (3x3 stride-2 conv, BatchNorm, ReLU) [+ a stride-1 conv]; cheap enough for CPU training."""
+
+    def __init__(self, cfg: SmallCnnConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in cfg.channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            for _ in range(cfg.convs_per_stage - 1):
+                layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.out_dim, self.stride = cfg.channels[-1], 2 ** len(cfg.channels)
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        size = check_image(x)
+        return feature_map_output(self.features(x), size, self.stride)  # grid = ceil(size / 2**stages)
+
+
+@register_config(ENCODERS, "cxr_vit")
+@dataclasses.dataclass
+class ViTConfig(EncoderConfig):
+    """ViT X-ray tower (Dosovitskiy et al., 2021); ViT-B/16 is hidden 768, mlp 3072, 12 layers, 12 heads."""
+
+    image_size: int = knob(224, "training image size (square); sizes the position table, other sizes resample it")
+    patch_size: int = knob(16, "patch side P in pixels; inputs must be divisible by P; tokens form an (H/P, W/P) grid")
+    hidden_size: int = knob(768, "token width D")
+    mlp_dim: int = knob(3072, "hidden width of each block's MLP (usually 4 D)")
+    num_layers: int = knob(12, "number of transformer blocks")
+    num_heads: int = knob(12, "attention heads (D must be divisible by it)")
+    dropout: float = knob(0.0, "dropout rate in embeddings, attention and MLP")
+    qkv_bias: bool = knob(True, "bias in the qkv projection (True matches timm/ImageNet ViTs)")
+    pooling: Literal["cls", "mean"] = knob("cls", "pooled vector: the [CLS] token or the mean of patch tokens")
+    gradient_checkpointing: bool = knob(False, "recompute block activations in backward (less memory, ~30% slower)")
+
+    def build(self) -> Encoder:
+        return self.finish(CxrViT(self))
+
+
+@register_config(ENCODERS, "cxr_densenet")
+@dataclasses.dataclass
+class DenseNetConfig(EncoderConfig):
+    """DenseNet X-ray tower (Huang et al., 2017); the defaults are DenseNet-121 (1024 features, stride 32)."""
+
+    init_features: int = knob(64, "channels of the first convolution")
+    growth_rate: int = knob(32, "channels each dense layer adds (k in the paper)")
+    block_config: tuple[int, ...] = knob((6, 12, 24, 16), "dense layers per block; (6, 12, 24, 16) = DenseNet-121")
+    dropout: float = knob(0.0, "dropout after each dense layer")
+
+    def build(self) -> Encoder:
+        return self.finish(CxrDenseNet(self))
+
+
+@register_config(ENCODERS, "cxr_resnet")
+@dataclasses.dataclass
+class ResNetConfig(EncoderConfig):
+    """ResNet X-ray tower (He et al., 2016) from MONAI, with a deliberate first stride."""
+
+    depth: Literal[10, 18, 34, 50] = knob(18, "ResNet depth: 10, 18, 34 (basic blocks) or 50 (bottlenecks)")
+    widths: tuple[int, ...] = knob((64, 128, 256, 512), "channels of the four stages")
+    conv1_size: int = knob(7, "kernel of the first convolution")
+    conv1_stride: int = knob(2, "stride of the first convolution (MONAI's default 1 is 4x the compute)")
+    max_pool: bool = knob(True, "3x3 stride-2 max-pool after the first convolution (total stride 32)")
+
+    def build(self) -> Encoder:
+        return self.finish(CxrResNet(self))
+
+
+@register_config(ENCODERS, "cxr_cnn")
+@dataclasses.dataclass
+class SmallCnnConfig(EncoderConfig):
+    """A small stride-2 CNN for CPU runs: each stage halves the image; 4 stages at 128 px give an 8 x 8 grid."""
+
+    channels: tuple[int, ...] = knob((32, 64, 128, 256), "output channels of each stride-2 stage")
+    convs_per_stage: int = knob(1, "convolutions per stage (the first strided, the rest stride 1)")
+
+    def build(self) -> Encoder:
+        return self.finish(CxrSmallCNN(self))

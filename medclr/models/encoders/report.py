@@ -1,0 +1,220 @@
+"""Report tower: any Hugging Face ``AutoModel`` (BERT-like encoder or Llama-like decoder) with optional LoRA.
+
+LoRA (Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022) freezes the pretrained weight
+``W`` and learns ``W + (alpha / r) B A`` with ``A [r, in]``, ``B [out, r]`` and ``B = 0`` at the start, so training
+begins from the pretrained model and touches well under 1% of a large model's parameters. MoRE (X-ray, ECG and
+report contrastive pre-training) adapts its LLM report tower this way.
+
+Texts -> :meth:`ReportEncoder.tokenize` -> :class:`TokenizedText` -> ``forward`` -> pooled ``[B, D]`` (``cls``,
+``mean`` or ``last_token``; see :mod:`medclr.models.pooling`) and the token states ``[B, L, D]`` with their mask
+for grounding. Decoder tokenizers without a pad token pad with EOS; the padding side is the tokenizer's (or the
+config's) and is recorded in :meth:`ReportEncoder.tokenizer_info`. Left-padded rows get position ids counted from
+their first real token, so a text embeds the same whichever side it was padded on.
+
+``model`` is a hub id (pin ``revision``), a local folder, or ``offline:<name>`` for a model shipped in a package
+(:mod:`medclr.models.encoders.offline`). ``trust_remote_code`` is off unless a config turns it on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from medclr.models.config import MedclrConfigError, doc, knob, register_config
+from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig
+from medclr.models.encoders.offline import OFFLINE_MODELS
+from medclr.models.pooling import POOLERS
+from medclr.types import EncoderOutput, ModalityInput, TokenizedText
+
+log = logging.getLogger(__name__)
+
+_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+# LoRA target modules per ``config.model_type`` when the config names none (attention projections, as in the
+# LoRA paper's recommended W_q, W_v for BERT-style models and all four projections for decoder LLMs).
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "bert": ("query", "value"), "roberta": ("query", "value"), "xlm-roberta": ("query", "value"),
+    "electra": ("query", "value"), "distilbert": ("q_lin", "v_lin"), "mpnet": ("q", "v"),
+    "deberta-v2": ("query_proj", "value_proj"), "modernbert": ("Wqkv",),
+    "llama": _ATTN, "mistral": _ATTN, "qwen2": _ATTN, "qwen3": _ATTN, "gemma": _ATTN, "gemma2": _ATTN,
+    "gemma3_text": _ATTN, "olmo2": _ATTN, "phi3": ("qkv_proj", "o_proj"),
+}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclasses.dataclass
+class LoraSettings:
+    """LoRA adapter settings (Hu et al., 2022); only adapters (and the chosen biases) are trained."""
+
+    r: int = knob(8, "rank of the update B A")
+    alpha: int = knob(16, "scale numerator: the update is multiplied by alpha / r")
+    dropout: float = knob(0.05, "dropout on the adapter input")
+    target_modules: tuple[str, ...] | None = knob(None, "module names to adapt; None = LORA_TARGETS[model_type]")
+    bias: Literal["none", "lora_only", "all"] = knob("none", "biases to train: none, those of adapted layers, all")
+
+
+@register_config(ENCODERS, "text_hf")
+@dataclasses.dataclass
+class TextConfig(EncoderConfig):
+    """A Hugging Face text model as report tower."""
+
+    model: str = knob("offline:all-minilm-l6-v2", "hub id, local folder, or offline:<name> (packaged weights)")
+    revision: str | None = knob(None, "hub revision (commit hash or tag) to pin; ignored for local folders")
+    trust_remote_code: bool = knob(False, "run code shipped with the model (only for models you trust)")
+    pooling: str = knob("mean", "cls | mean | last_token (last_token for decoder LLMs)")
+    max_length: int = knob(128, "tokens per text after truncation")
+    lora: LoraSettings | None = dataclasses.field(
+        default=None, metadata=doc("LoRA adapters; None = no adapters (see train_base)"))
+    train_base: bool = knob(False, "without LoRA: train all weights (true) or keep the model frozen (false)")
+    gradient_checkpointing: bool = knob(False, "recompute activations in backward (saves memory on long texts)")
+    quantization: Literal["none", "8bit", "4bit"] = knob("none", "load the frozen base in 8/4 bit (CUDA only)")
+    dtype: Literal["float32", "bfloat16", "float16"] = knob("float32", "weight dtype of the base model")
+    padding_side: Literal["tokenizer", "left", "right"] = knob("tokenizer", "pad side; 'tokenizer' keeps its own")
+    append_eos: bool = knob(False, "append the EOS token to each text (common with last_token pooling)")
+    cache_dir: str | None = knob(None, "where offline models are converted; default $MEDCLR_CACHE or ~/.cache/medclr")
+
+    def build(self) -> Encoder:
+        return self.finish(ReportEncoder(self))
+
+
+def resolve_model(model: str, cache_dir: str | None = None) -> str:
+    """``offline:<name>`` -> its local folder; anything else (hub id or folder) unchanged."""
+    if model.startswith("offline:"):
+        try:
+            factory = OFFLINE_MODELS.get(model.removeprefix("offline:"))
+        except KeyError as err:
+            raise MedclrConfigError(f"model '{model}': {err.args[0]}") from None
+        return str(factory(Path(cache_dir) if cache_dir else None))
+    return model
+
+
+class ReportEncoder(Encoder):
+    """Tokenizer + ``AutoModel`` (+ LoRA); ``forward(TokenizedText) -> EncoderOutput`` in float32."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        from transformers import AutoTokenizer
+
+        self.cfg = cfg
+        try:
+            self.pool = POOLERS.get(cfg.pooling)
+        except KeyError as err:
+            raise MedclrConfigError(f"text encoder pooling: {err.args[0]}") from None
+        source = resolve_model(cfg.model, cfg.cache_dir)
+        common: dict[str, Any] = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **common)
+            model: Any = _load_model(source, cfg, common)
+        except OSError as err:
+            raise MedclrConfigError(
+                f"cannot load text model '{cfg.model}' ({str(err).splitlines()[0][:200]}). Fix: use a local folder, "
+                f"or offline:<name> with one of: {', '.join(OFFLINE_MODELS.names())}"
+            ) from None
+        self._fix_tokenizer()
+        self.model_type = str(model.config.model_type)
+        self.out_dim = int(model.config.hidden_size)
+        if cfg.gradient_checkpointing:  # transformers >= 5.x renamed it; older versions have only the first name
+            enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
+            enable({"use_reentrant": False})  # the checkpoint kwargs, positional: the keyword's name changed too
+        self.model: nn.Module = _adapt(model, cfg, self.model_type)
+        self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        trainable, total = _count(self.model)
+        log.info("report tower %s (%s): %d of %d parameters trainable (%.3f%%)", cfg.model, self.model_type,
+                 trainable, total, 100.0 * trainable / max(total, 1))
+
+    def _fix_tokenizer(self) -> None:
+        tok = self.tokenizer
+        if tok.pad_token is None:
+            if tok.eos_token is None:
+                raise MedclrConfigError(f"tokenizer of '{self.cfg.model}' has neither a pad nor an EOS token")
+            tok.pad_token = tok.eos_token  # decoders: pad with EOS; the mask hides it
+        if self.cfg.padding_side != "tokenizer":
+            tok.padding_side = self.cfg.padding_side
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        """Tokenizer settings a run directory records (for identical tokenization at inference)."""
+        tok = self.tokenizer
+        return {"model": self.cfg.model, "revision": self.cfg.revision, "padding_side": tok.padding_side,
+                "pad_token": tok.pad_token, "eos_token": tok.eos_token, "max_length": self.cfg.max_length,
+                "append_eos": self.cfg.append_eos, "pooling": self.cfg.pooling}
+
+    def tokenize(self, texts: list[str]) -> TokenizedText:
+        """Pad to the longest text (truncating at ``max_length``, EOS kept when appended): ids and mask ``[B, L]``."""
+        tok, eos = self.tokenizer, self.cfg.append_eos
+        ids = tok(texts, truncation=True, max_length=self.cfg.max_length - int(eos))["input_ids"]
+        if eos:
+            ids = [[*row, tok.eos_token_id] for row in ids]
+        enc = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        return TokenizedText(enc["input_ids"], enc["attention_mask"])
+
+    def prepare(self, x: ModalityInput) -> ModalityInput:
+        if isinstance(x, list):
+            return self.tokenize(x)
+        if not isinstance(x, TokenizedText):
+            raise TypeError(f"the report tower takes a list of strings or TokenizedText, got {type(x).__name__}")
+        return x
+
+    def forward(self, x: TokenizedText) -> EncoderOutput:
+        mask = x.attention_mask  # [B, L]
+        kwargs: dict[str, Tensor] = {"input_ids": x.input_ids, "attention_mask": mask}
+        if self._takes_position_ids and bool((mask[:, 0] == 0).any()):  # left padding: count from the first token
+            kwargs["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        hidden = self.model(**kwargs).last_hidden_state.float()  # [B, L, D]
+        return EncoderOutput(pooled=self.pool(hidden, mask), tokens=hidden, token_mask=mask.bool(),
+                             grid=(hidden.shape[1],), grid_axes=("token",))
+
+
+def _load_model(source: str, cfg: TextConfig, common: dict[str, Any]) -> nn.Module:
+    from transformers import AutoModel
+
+    extra: dict[str, Any] = {"dtype": _DTYPES[cfg.dtype]}
+    if cfg.quantization != "none":
+        extra.update(_quantization(cfg))
+    model: nn.Module = AutoModel.from_pretrained(source, **common, **extra)
+    if cfg.quantization != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model
+
+
+def _quantization(cfg: TextConfig) -> dict[str, Any]:
+    """bitsandbytes 8/4-bit loading; only on CUDA, with a clear message elsewhere."""
+    if not torch.cuda.is_available():
+        raise MedclrConfigError(f"quantization '{cfg.quantization}' needs a CUDA GPU (bitsandbytes); none here. "
+                                "Fix: set quantization: none on CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise MedclrConfigError("8/4-bit loading needs bitsandbytes. Fix: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    bnb = BitsAndBytesConfig(load_in_8bit=cfg.quantization == "8bit", load_in_4bit=cfg.quantization == "4bit",
+                             bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    return {"quantization_config": bnb, "device_map": {"": torch.cuda.current_device()}}
+
+
+def _adapt(model: nn.Module, cfg: TextConfig, model_type: str) -> nn.Module:
+    """Wrap with LoRA (only adapters and chosen biases trainable), or freeze / unfreeze the whole model."""
+    if cfg.lora is None:
+        model.requires_grad_(cfg.train_base)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora.target_modules or LORA_TARGETS.get(model_type)
+    if not targets:
+        raise MedclrConfigError(f"no default LoRA target modules for model_type '{model_type}'. Fix: set "
+                                f"lora.target_modules (known defaults: {', '.join(sorted(LORA_TARGETS))})")
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(targets), bias=cfg.lora.bias)
+    return get_peft_model(model, lora)
+
+
+def _count(module: nn.Module) -> tuple[int, int]:
+    params = list(module.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

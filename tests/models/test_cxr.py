@@ -1,0 +1,151 @@
+"""X-ray towers: shapes and grids for every option, and pretrained loading with key mapping from local files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from medclr.errors import MedclrInputError
+from medclr.models.encoders.cxr import DenseNetConfig, ResNetConfig, SmallCnnConfig, ViTConfig
+
+VIT = {"image_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 4}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "size", "grid", "dim"),
+    [
+        (ViTConfig(**VIT), (64, 64), (4, 4), 32),
+        (ViTConfig(**VIT, pooling="mean"), (96, 48), (6, 3), 32),  # another size: position table resampled
+        (DenseNetConfig(init_features=8, growth_rate=4, block_config=(1, 1, 1, 1)), (64, 64), (2, 2), 8),
+        (ResNetConfig(depth=10, widths=(8, 8, 16, 16)), (64, 64), (2, 2), 16),
+        (ResNetConfig(depth=50, widths=(4, 4, 8, 8)), (64, 96), (2, 3), 32),
+        (SmallCnnConfig(channels=(8, 16)), (64, 64), (16, 16), 16),
+    ],
+)
+def test_shapes_and_grid(cfg: object, size: tuple[int, int], grid: tuple[int, int], dim: int) -> None:
+    enc = cfg.build()  # type: ignore[attr-defined]
+    out = enc(torch.randn(2, 1, *size))
+    assert enc.out_dim == dim
+    assert out.pooled.shape == (2, dim)
+    assert out.tokens.shape == (2, grid[0] * grid[1], dim)
+    assert out.grid == grid and out.grid_axes == ("row", "col") and out.input_size == size
+    assert (out.grid[0] * out.token_stride[0], out.grid[1] * out.token_stride[1]) == size
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [ViTConfig(**VIT), ViTConfig(**VIT, pooling="mean", gradient_checkpointing=True),
+     DenseNetConfig(init_features=8, growth_rate=4, block_config=(1, 1)), ResNetConfig(depth=10, widths=(4, 4, 8, 8)),
+     SmallCnnConfig(channels=(4, 8))],
+    ids=["vit", "vit_mean_ckpt", "densenet", "resnet", "cnn"],
+)
+def test_every_trainable_parameter_gets_a_gradient(cfg: object) -> None:
+    """No unused trainable parameters: DistributedDataParallel needs none (find_unused_parameters=False)."""
+    enc = cfg.build()  # type: ignore[attr-defined]
+    out = enc(torch.randn(2, 1, 64, 64))
+    (out.pooled.sum() + out.tokens.sum()).backward()
+    assert [n for n, p in enc.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_vit_patch_grid_is_row_major() -> None:
+    """Token (i, j) depends on pixels of patch (i, j) only (with no blocks mixing tokens)."""
+    enc = ViTConfig(**{**VIT, "num_layers": 0}).build().eval()
+    x = torch.zeros(1, 1, 64, 64)
+    base = enc(x).token_map()
+    x[0, 0, 16:32, 48:64] = 1.0  # patch row 1, column 3
+    changed = (enc(x).token_map() - base).abs().sum(-1)[0] > 1e-6  # [4, 4]
+    assert changed.nonzero().tolist() == [[1, 3]]
+
+
+def test_rejects_wrong_shapes() -> None:
+    enc = ViTConfig(**VIT).build()
+    with pytest.raises(ValueError, match="divisible by the patch size 16"):
+        enc(torch.randn(1, 1, 60, 64))
+    with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
+        enc(torch.randn(1, 3, 64, 64))
+
+
+def _timm_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our (MONAI) ViT weights under timm's names: RGB patch embedding, [CLS] position inside pos_embed."""
+    rules = [(r"^patch_embedding\.patch_embeddings\.", "patch_embed.proj."), (r"\.attn\.out_proj\.", ".attn.proj."),
+             (r"\.mlp\.linear1\.", ".mlp.fc1."), (r"\.mlp\.linear2\.", ".mlp.fc2.")]
+    out = {}
+    for key, value in sd.items():
+        if "norm_cross_attn" in key:
+            continue
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value.clone()
+    cls_pos = torch.randn(1, 1, out["cls_token"].shape[-1])
+    out["pos_embed"] = torch.cat([cls_pos, out.pop("patch_embedding.position_embeddings")], dim=1)
+    out["cls_token"] = out["cls_token"] - cls_pos
+    out["patch_embed.proj.weight"] = out["patch_embed.proj.weight"].repeat(1, 3, 1, 1) / 3  # grey = R = G = B
+    out["head.weight"] = torch.randn(10, out["cls_token"].shape[-1])  # a classifier we must ignore
+    return out
+
+
+def test_vit_loads_timm_checkpoint_with_prefix_and_rgb_stem(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = ViTConfig(**VIT).build().eval()
+    x = torch.randn(2, 1, 64, 64)
+    sd = {f"module.{k}": v for k, v in _timm_state_dict(source.state_dict()).items()}  # a DDP-saved file
+    save_file(sd, str(tmp_path / "vit.safetensors"))
+    target = ViTConfig(**VIT, pretrained=str(tmp_path / "vit.safetensors")).build().eval()
+    torch.testing.assert_close(target(x).pooled, source(x).pooled, atol=1e-5, rtol=1e-5)
+    report = target.load_pretrained(tmp_path / "vit.safetensors")
+    assert report.unexpected == ["head.weight"]
+    assert all("norm_cross_attn" in k for k in report.missing)
+
+
+def test_vit_loads_monai_vit_state_dict_and_resizes_positions(tmp_path: Path) -> None:
+    from monai.networks.nets import ViT
+
+    monai_vit = ViT(in_channels=1, img_size=(32, 32), patch_size=16, hidden_size=32, mlp_dim=64, num_layers=2,
+                    num_heads=4, classification=True, spatial_dims=2)
+    torch.save({"state_dict": monai_vit.state_dict(), "epoch": 3}, tmp_path / "monai_vit.pt")
+    enc = ViTConfig(**{**VIT, "qkv_bias": False}).build()  # 64 px: a 4 x 4 grid from the 2 x 2 table
+    report = enc.load_pretrained(tmp_path / "monai_vit.pt", strict=True)
+    assert "blocks.1.attn.qkv.weight" in report.loaded and report.unexpected == ["classification_head.0.weight",
+                                                                                   "classification_head.0.bias"]
+    torch.testing.assert_close(enc.blocks[1].attn.qkv.weight, monai_vit.blocks[1].attn.qkv.weight)
+    assert enc.patch_embedding.position_embeddings.shape == (1, 16, 32)
+
+
+def test_densenet_loads_torchvision_names(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = DenseNetConfig(init_features=8, growth_rate=4, block_config=(2, 2))
+    source = cfg.build().eval()
+    tv = {re.sub(r"\.layers\.(norm|conv)(\d)", r".\1.\2", f"features.{k}" if not k.startswith("features") else k): v
+          for k, v in source.state_dict().items()}  # torchvision's old names: denselayer1.norm.1
+    tv["features.conv0.weight"] = tv["features.conv0.weight"].repeat(1, 3, 1, 1) / 3
+    torch.save(tv, tmp_path / "densenet.pth")
+    target = DenseNetConfig(init_features=8, growth_rate=4, block_config=(2, 2),
+                            pretrained=str(tmp_path)).build().eval()  # a folder with one weights file
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(target(x).pooled, source(x).pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_resnet_loads_prefixed_checkpoint_and_reports_bad_files(tmp_path: Path) -> None:
+    cfg = ResNetConfig(depth=10, widths=(8, 8, 16, 16))
+    source = cfg.build()
+    torch.save({"model": {f"encoder.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "r.pt")
+    report = cfg.build().load_pretrained(tmp_path / "r.pt", strict=True)
+    assert not report.missing and not report.unexpected
+    torch.save({"x.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(MedclrInputError, match="no weights matched"):
+        cfg.build().load_pretrained(tmp_path / "other.pt")
+    wrong = ResNetConfig(depth=10, widths=(8, 8, 16, 32)).build()
+    with pytest.raises(MedclrInputError, match="do not fit"):
+        wrong.load_pretrained(tmp_path / "r.pt")
+
+
+def test_pickled_objects_are_refused(tmp_path: Path) -> None:
+    torch.save({"state_dict": SmallCnnConfig()}, tmp_path / "pickle.pt")  # a pickled Python object
+    with pytest.raises(MedclrInputError, match="weights-only"):
+        SmallCnnConfig(pretrained=str(tmp_path / "pickle.pt")).build()
+    with pytest.raises(MedclrInputError, match="not found"):
+        SmallCnnConfig(pretrained=str(tmp_path / "missing.pt")).build()

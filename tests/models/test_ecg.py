@@ -1,0 +1,65 @@
+"""ECG towers: shapes, the lead x time token grid, and length checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medclr.models.encoders.ecg import EcgPatchTransformerConfig, EcgResNetConfig
+
+PATCH = {"patch_size": 25, "max_length": 1000, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 4}
+
+
+def test_resnet1d_shapes() -> None:
+    enc = EcgResNetConfig(widths=(8, 16, 16, 32)).build()
+    out = enc(torch.randn(3, 12, 1024))
+    assert out.pooled.shape == (3, 32) and out.tokens.shape == (3, 32, 32)
+    assert out.grid == (32,) and out.grid_axes == ("time",) and out.token_stride == (32,)
+
+
+@pytest.mark.parametrize("length", [1000, 500, 75])
+def test_patch_transformer_tokens_are_lead_by_time(length: int) -> None:
+    enc = EcgPatchTransformerConfig(**PATCH).build()
+    out = enc(torch.randn(2, 12, length))
+    n = length // 25
+    assert out.tokens.shape == (2, 12 * n, 32) and out.pooled.shape == (2, 32)
+    assert out.grid == (12, n) and out.grid_axes == ("lead", "time")
+    assert out.token_stride == (1, 25) and out.input_size == (12, length)
+
+
+def test_patch_transformer_grid_is_lead_major() -> None:
+    """Token (lead l, patch j) sees only samples j*P..(j+1)*P of lead l (with no blocks mixing tokens)."""
+    enc = EcgPatchTransformerConfig(**{**PATCH, "num_layers": 0}).build().eval()
+    x = torch.zeros(1, 12, 200)
+    base = enc(x).token_map()  # [1, 12, 8, D]
+    x[0, 7, 50:75] = 1.0  # lead V2 (index 7), patch 2
+    changed = (enc(x).token_map() - base).abs().sum(-1)[0] > 1e-6
+    assert changed.nonzero().tolist() == [[7, 2]]
+
+
+def test_patch_transformer_rejects_bad_lengths() -> None:
+    enc = EcgPatchTransformerConfig(**PATCH).build()
+    with pytest.raises(ValueError, match="not divisible by the patch size 25"):
+        enc(torch.randn(1, 12, 1010))
+    with pytest.raises(ValueError, match="exceeds max_length 1000"):
+        enc(torch.randn(1, 12, 1025))
+    with pytest.raises(ValueError, match=r"\[B, 12, T\]"):
+        enc(torch.randn(1, 8, 1000))
+
+
+@pytest.mark.parametrize("cfg", [EcgResNetConfig(widths=(4, 4, 8, 8)), EcgPatchTransformerConfig(**PATCH)])
+def test_every_trainable_parameter_gets_a_gradient(cfg: object) -> None:
+    enc = cfg.build()  # type: ignore[attr-defined]
+    enc(torch.randn(2, 12, 200)).pooled.sum().backward()
+    assert [n for n, p in enc.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    plain = EcgPatchTransformerConfig(**PATCH).build()
+    ckpt = EcgPatchTransformerConfig(**PATCH, gradient_checkpointing=True).build()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 12, 100)
+    for enc in (plain, ckpt):
+        enc(x).pooled.square().sum().backward()
+    torch.testing.assert_close(ckpt.patch_embed.weight.grad, plain.patch_embed.weight.grad)

@@ -1,0 +1,134 @@
+"""Report tower: LoRA on tiny random Llama/BERT models, padding sides, offline MiniLM and SmolLM2."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medclr.models.config import MedclrConfigError
+from medclr.models.encoders import report
+from medclr.models.encoders.report import LoraSettings, TextConfig
+
+TEXTS = ["No acute cardiopulmonary process.", "Sinus rhythm.", "Mild cardiomegaly with small bilateral effusions."]
+
+
+def _trainable(module: torch.nn.Module) -> list[str]:
+    return [n for n, p in module.named_parameters() if p.requires_grad]
+
+
+def test_lora_on_tiny_llama_trains_only_adapters(tiny_llama_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="medclr.models.encoders.report"):
+        enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", lora=LoraSettings(r=2)).build()
+    names = _trainable(enc)
+    assert names and all("lora_" in n for n in names)
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}  # the llama row of LORA_TARGETS
+    trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad)
+    assert trainable / sum(p.numel() for p in enc.parameters()) < 0.05
+    assert "parameters trainable" in caplog.text and "(llama)" in caplog.text
+    out = enc(enc.prepare(TEXTS))
+    assert out.pooled.shape == (3, 32) and out.tokens.shape[:2] == out.token_mask.shape
+    assert out.grid == (out.tokens.shape[1],) and out.pooled.dtype == torch.float32
+
+
+def test_decoder_pads_with_eos_and_records_it(tiny_llama_dir: Path) -> None:
+    enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", append_eos=True).build()
+    info = enc.tokenizer_info()
+    assert info["pad_token"] == info["eos_token"] == "</s>" and info["padding_side"] in ("left", "right")
+    batch = enc.tokenize(["Sinus rhythm.", "Mild cardiomegaly with small bilateral effusions " * 40])
+    assert batch.input_ids.shape[1] == 128  # truncated at max_length, EOS still last
+    for ids, mask in zip(batch.input_ids, batch.attention_mask, strict=True):
+        assert ids[mask.bool()][-1].item() == enc.tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("pooling", ["last_token", "mean", "cls"])
+def test_left_and_right_padding_embed_alike(tiny_llama_dir: Path, pooling: str) -> None:
+    enc = TextConfig(model=str(tiny_llama_dir), pooling=pooling).build().eval()
+    sides = {}
+    for side in ("left", "right"):
+        enc.tokenizer.padding_side = side
+        batch = enc.tokenize(TEXTS)
+        assert (batch.attention_mask[:, 0 if side == "left" else -1] == 0).any()  # really padded on that side
+        with torch.no_grad():
+            sides[side] = enc(batch).pooled
+    torch.testing.assert_close(sides["left"], sides["right"], atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # and each text alone (no padding at all) agrees too
+        alone = torch.cat([enc(enc.tokenize([t])).pooled for t in TEXTS])
+    torch.testing.assert_close(alone, sides["right"], atol=1e-5, rtol=1e-4)
+
+
+def test_bert_defaults_and_freezing(tiny_bert_dir: Path) -> None:
+    enc = TextConfig(model=str(tiny_bert_dir), pooling="cls", lora=LoraSettings(r=2, bias="lora_only")).build()
+    names = _trainable(enc)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if "lora_" in n} == {"query", "value"}
+    assert all("lora_" in n or n.endswith(("query.base_layer.bias", "value.base_layer.bias")) for n in names)
+    frozen = TextConfig(model=str(tiny_bert_dir)).build()
+    assert not _trainable(frozen)
+    full = TextConfig(model=str(tiny_bert_dir), train_base=True).build()
+    assert len(_trainable(full)) == len(list(full.parameters()))
+
+
+def test_gradient_checkpointing_backward(tiny_llama_dir: Path) -> None:
+    enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", gradient_checkpointing=True,
+                     lora=LoraSettings(r=2, dropout=0.0)).build().train()
+    enc(enc.prepare(TEXTS)).pooled.sum().backward()
+    grads = [p.grad for n, p in enc.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_clear_errors(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(report.LORA_TARGETS, "llama")
+    with pytest.raises(MedclrConfigError, match="no default LoRA target modules for model_type 'llama'"):
+        TextConfig(model=str(tiny_llama_dir), lora=LoraSettings()).build()
+    TextConfig(model=str(tiny_llama_dir), lora=LoraSettings(target_modules=("q_proj",))).build()  # explicit: fine
+    with pytest.raises(MedclrConfigError, match="valid names: all-minilm-l6-v2, smollm2-135m-instruct"):
+        TextConfig(model="offline:gpt-9").build()
+    with pytest.raises(MedclrConfigError, match="cannot load text model"):
+        TextConfig(model=str(tiny_llama_dir / "absent")).build()
+    with pytest.raises(MedclrConfigError, match="valid names: cls, last_token, mean"):
+        TextConfig(model=str(tiny_llama_dir), pooling="max").build()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU message")
+def test_quantization_needs_cuda(tiny_llama_dir: Path) -> None:
+    with pytest.raises(MedclrConfigError, match="needs a CUDA GPU"):
+        TextConfig(model=str(tiny_llama_dir), quantization="4bit").build()
+
+
+def test_minilm_loads_offline_and_embeds_meaningfully() -> None:
+    start = time.perf_counter()
+    enc = TextConfig(model="offline:all-minilm-l6-v2", pooling="mean").build().eval()
+    with torch.no_grad():
+        emb = F.normalize(enc(enc.prepare(["The heart is enlarged.", "Cardiomegaly.", "He likes football."])).pooled)
+    assert emb.shape == (3, 384)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2  # pretrained weights, not random ones
+    assert time.perf_counter() - start < 30
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_converts_once_and_runs_with_lora(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from medclr.models.encoders.offline import smollm2_gguf, smollm2_hf_folder
+
+    folder = smollm2_hf_folder(tmp_path)
+    stamp = (folder / "model.safetensors").stat().st_mtime
+    start = time.perf_counter()
+    assert smollm2_hf_folder(tmp_path) == folder and (folder / "model.safetensors").stat().st_mtime == stamp
+    assert time.perf_counter() - start < 1.0  # reused, not converted again
+    gguf = smollm2_gguf()
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    enc = TextConfig(model="offline:smollm2-135m-instruct", cache_dir=str(tmp_path), pooling="last_token",
+                     append_eos=True, lora=LoraSettings(r=4)).build().eval()
+    base = enc.model.get_base_model()  # type: ignore[operator]
+    torch.testing.assert_close(base.layers[3].mlp.up_proj.weight, direct.model.layers[3].mlp.up_proj.weight)
+    with torch.no_grad():
+        out = enc(enc.prepare(TEXTS))
+    assert out.pooled.shape == (3, 576) and torch.isfinite(out.pooled).all()
+    trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad)
+    assert 0 < trainable / sum(p.numel() for p in enc.parameters()) < 0.01
