@@ -54,14 +54,12 @@ def _truth_row(study: Study, ids: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report(study: Study, rng: np.random.Generator, spec: Preset) -> tuple[str, dict[str, float]]:
-    from medclr.synth.reports import radiology_report_with_facts, xor_report
+    from medclr.synth.reports import radiology_report_with_facts, xor_report_with_facts
 
-    if spec.xor:
-        cxr_bit = study.state.cxr.cardiomegaly is not None
-        ecg_bit = study.state.ecg.lvh
-        text = xor_report(cxr_bit, ecg_bit, rng, state_components=bool(rng.random() < 0.5))
-        return text, {"Cardiomegaly": float(cxr_bit)}
-    return radiology_report_with_facts(study.state, rng)
+    if spec.xor:  # half of the reports also state the two findings (see data_cards/synth.md)
+        cxr_bit, ecg_bit = study.state.cxr.cardiomegaly is not None, study.state.ecg.lvh
+        return xor_report_with_facts(cxr_bit, ecg_bit, rng, state_components=bool(rng.random() < 0.5))
+    return radiology_report_with_facts(study.state, rng, sex=study.patient.sex)
 
 
 def _render_cxr(root: Path, study: Study, ids: dict[str, Any], when: datetime, rng: np.random.Generator,
@@ -103,17 +101,26 @@ def _render_cxr(root: Path, study: Study, ids: dict[str, Any], when: datetime, r
     ]
     for box in boxes:
         rows.append(("ms-cxr/MS_CXR_Local_Alignment_v1.1.0.csv", {
-            "dicom_id": dicom_id, "category_name": box.label, "label_text": box.phrase if hasattr(box, "phrase")
-            else f"{box.label.lower()} at the {box.location}", "path": relative, "x": round(box.x), "y": round(box.y),
+            "dicom_id": dicom_id, "category_name": box.label, "label_text": _phrase(box.label, box.location),
+            "path": relative, "x": round(box.x), "y": round(box.y),
             "w": round(box.w), "h": round(box.h), "image_width": width, "image_height": height, "split": split}))
     return rows
 
 
+def _phrase(label: str, location: str) -> str:
+    """MS-CXR-style phrase: ``("Pleural Effusion", "left base")`` -> ``"pleural effusion at the left base"``."""
+    return f"{label.lower()} at the {location}" if location else label.lower()
+
+
 def _chexpert(root: Path, study: Study, ids: dict[str, Any], image: np.ndarray, facts: dict[str, float],
               truth: dict[str, Any]) -> Rows:
-    """CheXpert-v1.0-small: train labels from the report (a labeler's view), valid labels from the truth."""
+    """CheXpert-v1.0-small: train labels from the report (a labeler's view), valid labels from the truth.
+
+    ``ids["chexpert_rank"]`` is the patient's position within the CheXpert cohort: every 7th patient (the first
+    included, so even a tiny world has a ``valid.csv``) goes to ``valid``.
+    """
     patient = study.patient
-    folder = "valid" if subject_split(ids["subject_id"], (0.85, 0.0)) != "train" else "train"
+    folder = "valid" if ids["chexpert_rank"] % 7 == 0 else "train"  # 1 in 7 patients, the first one included
     relative = f"CheXpert-v1.0-small/{folder}/patient{patient.index:05d}/study{study.number + 1}/view1_frontal.jpg"
     layouts.write_jpeg(root / "chexpert" / relative, image)
     truth["cxr_path"] = f"chexpert/{relative}"
@@ -129,10 +136,11 @@ def _render_ecg(root: Path, study: Study, ids: dict[str, Any], when: datetime, r
 
     findings = study.state.ecg
     signal = simulate_ecg(findings, rng, fs=ECG_FS, duration_s=10.0)  # [12, T] mV, standard order
-    statements = ecg_machine_statements(findings, rng)
     subject = ids["subject_id"]
-    if study.patient.cohort == "ptbxl":
+    if study.patient.cohort == "ptbxl":  # one statement per sentence: PTB-XL's report is free text
+        statements = ecg_machine_statements(findings, rng, continuation_rate=0.0)
         return _ptbxl(root, study, ids, when, signal, statements, truth)
+    statements = ecg_machine_statements(findings, rng)
     ecg_study = ids["ecg_study_id"]
     record = layouts.mimic_ecg_record(subject, ecg_study)
     write_wfdb(root / "mimic-iv-ecg" / record, signal, ECG_FS, lead_names=layouts.MIMIC_ECG_LEADS)

@@ -98,6 +98,10 @@ def _ids(patient: Patient, number: int) -> dict[str, Any]:
             "ecg_study_id": 40_000_000 + patient.index * 10 + number}
 
 
+def _first_of_cohort(cohort: Cohort, n_patients: int) -> int:
+    return next(i for i in range(n_patients) if cohort_of(i, n_patients) == cohort)
+
+
 def _dicom_id(rng: np.random.Generator) -> str:
     """MIMIC-CXR style dicom_id: five dash-separated groups of 8 hex digits."""
     return "-".join(f"{int(x):08x}" for x in rng.integers(0, 2**32, size=5, dtype=np.uint64))
@@ -166,6 +170,7 @@ def _render_patients(indices: list[int], root: Path, seed: int, n: int, spec: Pr
             rng = np.random.default_rng([seed, index, 1 + study.number])
             ids = _ids(study.patient, study.number)
             ids["dicom_id"] = _dicom_id(rng)
+            ids["chexpert_rank"] = index - _first_of_cohort("chexpert", n)
             when = _epoch(study.patient) + timedelta(hours=study.hours)
             rows.extend(render_study(root, study, ids, when, rng, spec))
     return len(indices), rows

@@ -1,0 +1,97 @@
+"""Simple baselines on a generated world, so that learned models can be read against them.
+
+``python -m medclr.synth.baselines WORLD_DIR`` fits, per finding, an L2-regularised logistic regression on
+
+- X-rays: the image resized to 32 x 32 pixels (1,024 raw features, standardised);
+- ECGs: 12-lead summary features (per lead: mean, standard deviation, 1st/99th percentile, peak-to-peak;
+  from lead II: heart rate and the coefficient of variation of RR intervals) = 62 features,
+
+on the world's train patients, and reports the test AUROC (patient-level split, as in the manifests). Labels
+are the ground truth of ``truth.csv``. These numbers go in ``data_cards/synth.md``: a task a 32 x 32 linear
+model already solves is no test of representation learning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.signal import find_peaks
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from medclr.io import read_cxr, read_ecg
+from medclr.synth.render import subject_split
+
+MIN_POSITIVES = 5
+
+
+def cxr_features(path: Path) -> np.ndarray:
+    """The display image resized to 32 x 32 (area averaging): ``[1024]``."""
+    image, _ = read_cxr(path)
+    small = Image.fromarray((image * 255).astype(np.uint8)).resize((32, 32), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32).ravel() / 255.0
+
+
+def ecg_features(path: Path) -> np.ndarray:
+    """Per-lead amplitude statistics plus rate and RR irregularity from lead II: ``[62]``."""
+    signal, meta = read_ecg(path)  # [12, T] mV
+    signal = signal - np.median(signal, axis=1, keepdims=True)
+    stats = [signal.mean(1), signal.std(1), np.percentile(signal, 1, axis=1), np.percentile(signal, 99, axis=1),
+             np.ptp(signal, axis=1)]
+    lead_ii = signal[1]
+    peaks, _ = find_peaks(lead_ii, height=0.5 * np.percentile(lead_ii, 99), distance=int(0.25 * meta.fs))
+    rr = np.diff(peaks) / meta.fs
+    rate = 60.0 / rr.mean() if rr.size else 0.0
+    cv = rr.std() / rr.mean() if rr.size > 1 else 0.0
+    return np.concatenate([*stats, [rate, cv]]).astype(np.float32)
+
+
+def auroc_table(features: np.ndarray, labels: pd.DataFrame, train: np.ndarray) -> dict[str, float]:
+    """Test AUROC per label column (NaN where a split has too few positives or negatives)."""
+    out: dict[str, float] = {}
+    for column in labels.columns:
+        y = labels[column].to_numpy(dtype=float)
+        y_train, y_test = y[train], y[~train]
+        if min(y_train.sum(), (1 - y_train).sum(), y_test.sum(), (1 - y_test).sum()) < MIN_POSITIVES:
+            out[column] = float("nan")
+            continue
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        model.fit(features[train], y_train)
+        out[column] = float(roc_auc_score(y_test, model.predict_proba(features[~train])[:, 1]))
+    return out
+
+
+def run(world: Path) -> pd.DataFrame:
+    """AUROC per finding for the X-ray and the ECG baseline (rows: findings; columns: features)."""
+    truth = pd.read_csv(world / "truth.csv", keep_default_na=False, na_values=[""])
+    train_mask = np.array([subject_split(int(s)) == "train" for s in truth["subject_id"]])
+    results: dict[str, dict[str, float]] = {}
+    for modality, featurise in (("cxr", cxr_features), ("ecg", ecg_features)):
+        rows = truth[truth[f"{modality}_path"].notna()].index
+        paths = truth.loc[rows, f"{modality}_path"].astype(str)
+        features = np.stack([featurise(world / p) for p in tqdm(paths, desc=f"{modality} features", leave=False)])
+        labels = truth.loc[rows, [c for c in truth.columns if c.startswith(f"{modality}/")]]
+        results[modality] = auroc_table(features, labels, train_mask[rows])
+    return pd.DataFrame({m: pd.Series(r) for m, r in results.items()})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("world", type=Path, help="a folder written by `medclr synth`")
+    args = parser.parse_args(argv)
+    table = run(args.world)
+    sys.stdout.write(table.to_string(float_format=lambda v: f"{v:.3f}") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,409 @@
+"""Synthetic reports: sections, sides, facts vs text, typos, the XOR report and machine ECG statements."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medclr.io.report_sources import machine_report_text
+from medclr.io.reports import parse_sections
+from medclr.synth.reports import (
+    CHEXPERT_LABELS,
+    FALSE_HEDGE_LABELS,
+    HISTORY_PHRASES,
+    LATERALITY_WORDS,
+    NEGATION_WORDS,
+    PROTECTED_WORDS,
+    XOR_FACT_WORDS,
+    RadiologyReport,
+    Sentence,
+    compose_radiology_report,
+    ecg_machine_statements,
+    finding_locations,
+    radiology_report,
+    radiology_report_with_facts,
+    statement_facts,
+    xor_report,
+    xor_report_with_facts,
+)
+from medclr.synth.state import CxrAcquisition, CxrFindings, EcgFindings, StudyState
+
+LOBES = ("right upper", "right middle", "right lower", "left upper", "lingula", "left lower")
+SEV = ("mild", "moderate", "severe")
+
+STATES = [
+    StudyState(),
+    StudyState(cxr=CxrFindings(effusion_sides=("left",), pneumothorax_side="right", atelectasis_sides=("right",)),
+               history=("intubation",)),
+    StudyState(cxr=CxrFindings(cardiomegaly="moderate", effusion_sides=("left", "right"), edema="severe",
+                               atelectasis_sides=("left", "right"), support_devices=("ett", "central line")),
+               acquisition=CxrAcquisition(view="AP"), history=("heart failure", "shortness of breath", "intubation")),
+    StudyState(cxr=CxrFindings(consolidation_lobe="lingula", pneumonia=True, effusion_sides=("right",),
+                               opacity_lobe="right upper"), history=("fever and cough", "hypertension")),
+    StudyState(cxr=CxrFindings(cardiomegaly="mild", consolidation_lobe="right lower", pneumonia=False,
+                               pneumothorax_side="left", support_devices=("pacemaker",)),
+               history=("prior MI", "atrial fibrillation", "chest pain")),
+]
+
+# What a reader keys on for each label; a sentence that names a label must state a fact about it.
+TERMS = {
+    "Cardiomegaly": r"cardiomegaly|cardiac silhouette|heart size|heart is|cardiac size|cardiomediastinal",
+    "Enlarged Cardiomediastinum": r"mediastin",
+    "Lung Opacity": r"opacit|lungs are",
+    "Lung Lesion": r"nodule",
+    "Edema": r"edema|vascular congestion|pulmonary vascula",
+    "Consolidation": r"consolidat",
+    "Pneumonia": r"pneumonia",
+    "Atelectasis": r"atelecta",
+    "Pneumothorax": r"pneumothora",
+    "Pleural Effusion": r"effusion",
+    "Fracture": r"fracture",
+    "Support Devices": r"\btube|catheter|central line|pacemaker|support devices",
+}
+NEG = re.compile(r"\b(no|not|without|normal|clear|unremarkable|intact|within normal limits)\b", re.I)
+HEDGE = re.compile(r"\b(possible|possibly|likely|may|could|cannot be (entirely )?excluded|concerning for|"
+                   r"suspicious for|questionable)\b", re.I)
+SIDE = {"left": re.compile(r"\bleft\b", re.I), "right": re.compile(r"\bright\b", re.I)}
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def _report(state: StudyState, seed: int, hedging: float = 1.0, false_hedge_rate: float = 0.03) -> RadiologyReport:
+    return compose_radiology_report(state, np.random.default_rng(seed), typo_rate=0.0, hedging=hedging,
+                                    false_hedge_rate=false_hedge_rate)
+
+
+def _mentions(sentences: tuple[Sentence, ...], label: str) -> list[Sentence]:
+    """Sentences stating ``label`` present or uncertain."""
+    return [s for s in sentences if s.facts.get(label, 0.0) != 0.0]
+
+
+def _check_sides(state: StudyState, report: RadiologyReport) -> None:
+    """Every present finding is stated (or hedged) in FINDINGS, with its own side / lobe words."""
+    f, sentences = state.cxr, report.findings + report.impression
+    labels = f.labels
+
+    def sided(label: str, sides: tuple[str, ...]) -> None:
+        found = _mentions(sentences, label)
+        assert found, (label, report.text)
+        for s in found:
+            if len(set(sides)) == 2:
+                assert re.search(r"bilateral|bibasilar|both", s.text, re.I), s.text
+            else:
+                other = "left" if sides[0] == "right" else "right"
+                assert SIDE[sides[0]].search(s.text) and not SIDE[other].search(s.text), s.text
+
+    for label in ("Cardiomegaly", "Pleural Effusion", "Pneumothorax", "Consolidation", "Edema", "Atelectasis",
+                  "Support Devices"):
+        found = _mentions(report.findings, label)
+        if labels[label]:
+            assert found, (label, report.text)
+        else:  # only a documented hedge of an absent finding
+            assert all(s.facts[label] == -1.0 and label in FALSE_HEDGE_LABELS for s in found), (label, report.text)
+    if f.effusion_sides:
+        sided("Pleural Effusion", f.effusion_sides)
+    if f.pneumothorax_side:
+        sided("Pneumothorax", (f.pneumothorax_side,))
+        assert any(re.search(r"apical|apex", s.text) for s in _mentions(report.findings, "Pneumothorax"))
+    if f.atelectasis_sides:
+        sided("Atelectasis", f.atelectasis_sides)
+    if f.consolidation_lobe:
+        lobe = "lingul" if f.consolidation_lobe == "lingula" else f"{f.consolidation_lobe} lobe"
+        for s in _mentions(sentences, "Consolidation") + _mentions(sentences, "Pneumonia"):
+            assert lobe in s.text.lower(), s.text
+    if f.opacity_lobe:
+        lobe = "lingul" if f.opacity_lobe == "lingula" else f"{f.opacity_lobe} lobe"
+        assert any(lobe in s.text.lower() for s in _mentions(report.findings, "Lung Opacity")), report.text
+    if f.edema:
+        for s in _mentions(report.findings, "Edema"):
+            assert re.search(r"perihilar|vascular congestion|interstitial", s.text), s.text
+    if f.cardiomegaly:
+        assert any(re.search(r"cardiomegaly|enlarged cardiac silhouette|enlarge", s.text)
+                   for s in _mentions(report.findings, "Cardiomegaly"))
+    devices = " ".join(s.text for s in _mentions(report.findings, "Support Devices"))
+    if "ett" in f.support_devices:
+        assert re.search(r"[Ee]ndotracheal tube .*\d(\.5)? cm above the carina", devices), devices
+    if "central line" in f.support_devices:
+        assert re.search(r"[Rr]ight internal jugular .*(SVC|cavoatrial)", devices), devices
+    if "pacemaker" in f.support_devices:
+        assert re.search(r"[Ll]eft.* pacemaker.* right atrium and right ventricle", devices), devices
+
+
+def _check_facts(report: RadiologyReport) -> None:
+    """Facts match the sentences, and the sentences match the text."""
+    sentences = report.findings + report.impression
+    flat = _flat(report.text)
+    for s in sentences:
+        assert s.text in flat, s.text
+        for label, term in TERMS.items():
+            named = re.search(term, s.text, re.I) is not None
+            value = s.facts.get(label)
+            if label == "Lung Opacity" and not named:
+                continue
+            assert named == (value is not None), (label, s)
+            if value == 0.0:
+                assert NEG.search(s.text), s
+            elif value == 1.0:
+                assert not NEG.search(s.text), s
+                if HEDGE.search(s.text):
+                    assert -1.0 in s.facts.values(), s
+            elif value == -1.0:
+                assert HEDGE.search(s.text), s
+    facts = report.facts
+    assert list(facts) == list(CHEXPERT_LABELS)
+    children = ("Consolidation", "Pneumonia", "Edema", "Atelectasis", "Lung Lesion")
+    for label in CHEXPERT_LABELS:
+        stated = {s.facts[label] for s in sentences if label in s.facts}
+        value = facts[label]
+        if label == "No Finding":
+            uncertain_or_positive = any(facts[k] in (1.0, -1.0) for k in CHEXPERT_LABELS
+                                        if k not in ("No Finding", "Support Devices"))
+            assert (value == 1.0) != uncertain_or_positive and (value == 1.0 or math.isnan(value))
+        elif label == "Lung Opacity" and any(facts[c] in (1.0, -1.0) for c in children):
+            assert value == (1.0 if 1.0 in {facts[c] for c in children} | stated else -1.0)
+        elif not stated:
+            assert math.isnan(value), label
+            assert not re.search(TERMS.get(label, r"^\b$"), flat.split("FINDINGS:")[1], re.I), (label, report.text)
+        else:
+            assert value == (1.0 if 1.0 in stated else -1.0 if -1.0 in stated else 0.0)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_deterministic_per_seed(state: StudyState) -> None:
+    a = radiology_report_with_facts(state, np.random.default_rng(7))
+    b = radiology_report_with_facts(state, np.random.default_rng(7))
+    assert a[0] == b[0] and a[1].keys() == b[1].keys()
+    assert all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a[1].values(), b[1].values(), strict=True))
+    assert radiology_report(state, np.random.default_rng(7)) == a[0]
+    assert len({radiology_report(state, np.random.default_rng(seed)) for seed in range(8)}) > 4  # paraphrases
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("seed", range(12))
+def test_sections_sides_and_facts(state: StudyState, seed: int) -> None:
+    report = _report(state, seed)
+    sections = parse_sections(report.text)
+    assert {"examination", "indication", "comparison", "findings", "impression"} <= set(sections)
+    assert "___" in sections["indication"]
+    for item in state.history:
+        assert any(p in sections["indication"] for p in HISTORY_PHRASES[item]), (item, sections["indication"])
+    assert _flat(sections["impression"]).endswith(".")
+    _check_sides(state, report)
+    _check_facts(report)
+
+
+def test_facts_follow_truth_without_hedges() -> None:
+    for state in STATES:
+        for seed in range(10):
+            facts = _report(state, seed, hedging=0.0, false_hedge_rate=0.0).facts
+            for label, present in state.cxr.labels.items():
+                assert (facts[label] == 1.0) == present, (label, facts)
+                assert present or facts[label] == 0.0 or math.isnan(facts[label])
+
+
+def test_hedges_only_where_documented() -> None:
+    """Hedged absent findings: only FALSE_HEDGE_LABELS (and Lung Opacity through atelectasis), without sides."""
+    normal = StudyState()
+    seen = set()
+    for seed in range(40):
+        report = _report(normal, seed, false_hedge_rate=1.0)
+        hedged = [k for k, v in report.facts.items() if v == -1.0]
+        assert 1 <= len(hedged) <= 2 and set(hedged) <= {*FALSE_HEDGE_LABELS, "Lung Opacity"}
+        seen |= set(hedged)
+        for s in report.findings + report.impression:
+            if -1.0 in s.facts.values():
+                assert not re.search(r"\b(left|right)\b", s.text, re.I), s.text
+    assert set(FALSE_HEDGE_LABELS) <= seen
+    for state in STATES:  # by default absent findings are never positive, rarely uncertain
+        truth = state.cxr.labels
+        for seed in range(10):
+            facts = _report(state, seed).facts
+            for label in CHEXPERT_LABELS:
+                if not truth.get(label, False) and label != "No Finding":
+                    assert facts[label] != 1.0, label
+
+
+def test_normal_study_reads_normal() -> None:
+    for seed in range(10):
+        report = _report(StudyState(), seed, false_hedge_rate=0.0)
+        assert report.facts["No Finding"] == 1.0
+        assert re.search(r"No (radiographic evidence of )?acute", report.impression[-1].text)
+        assert any(v == 0.0 for v in report.facts.values())  # some negation, always (effusion/PTX/heart at 80 %+)
+
+
+@pytest.mark.parametrize("state", STATES[1:])
+def test_typos_spare_protected_words(state: StudyState) -> None:
+    changed = 0
+    for seed in range(5):
+        clean = radiology_report(state, np.random.default_rng(seed), typo_rate=0.0)
+        noisy = radiology_report(state, np.random.default_rng(seed), typo_rate=0.5)
+        a, b = re.findall(r"[A-Za-z]+|[^A-Za-z]+", clean), re.findall(r"[A-Za-z]+|[^A-Za-z]+", noisy)
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            if x != y:
+                changed += 1
+                assert sorted(x) == sorted(y) and x[0] == y[0] and x[-1] == y[-1] and len(x) >= 4
+                assert x.lower() not in PROTECTED_WORDS and not x.isupper()
+        for word in NEGATION_WORDS | LATERALITY_WORDS:
+            pattern = rf"\b{word}\b"
+            assert len(re.findall(pattern, clean, re.I)) == len(re.findall(pattern, noisy, re.I)), word
+        head = clean.split("FINDINGS:")[0]
+        assert noisy.startswith(head)  # no typos before FINDINGS
+    assert changed > 0
+
+
+def test_finding_locations_match_box_words() -> None:
+    f = CxrFindings(cardiomegaly="mild", effusion_sides=("left", "right"), pneumothorax_side="right",
+                    consolidation_lobe="right lower", pneumonia=True, edema="mild", atelectasis_sides=("left",),
+                    support_devices=("ett", "pacemaker"))
+    assert finding_locations(f) == [
+        ("Cardiomegaly", "cardiac silhouette"), ("Pleural Effusion", "left base"), ("Pleural Effusion", "right base"),
+        ("Pneumothorax", "right apex"), ("Pneumonia", "right lower lobe"), ("Edema", "bilateral perihilar"),
+        ("Atelectasis", "left base"), ("Support Devices", "trachea"), ("Support Devices", "left chest wall"),
+    ]
+
+
+findings_strategy = st.builds(
+    CxrFindings,
+    cardiomegaly=st.none() | st.sampled_from(SEV),
+    effusion_sides=st.sampled_from([(), ("left",), ("right",), ("left", "right")]),
+    effusion_severity=st.sampled_from(SEV),
+    pneumothorax_side=st.none() | st.sampled_from(("left", "right")),
+    consolidation_lobe=st.none() | st.sampled_from(LOBES),
+    pneumonia=st.booleans(),
+    edema=st.none() | st.sampled_from(SEV),
+    atelectasis_sides=st.sampled_from([(), ("left",), ("right",), ("right", "left")]),
+    opacity_lobe=st.none() | st.sampled_from(LOBES),
+    support_devices=st.sampled_from([(), ("ett",), ("central line",), ("pacemaker",), ("ett", "central line")]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(findings=findings_strategy, seed=st.integers(0, 2**32 - 1), view=st.sampled_from(("PA", "AP")))
+def test_any_findings(findings: CxrFindings, seed: int, view: str) -> None:
+    state = StudyState(cxr=findings, acquisition=CxrAcquisition(view=view))  # type: ignore[arg-type]
+    report = _report(state, seed, false_hedge_rate=0.2)
+    assert {"findings", "impression"} <= set(parse_sections(report.text))
+    _check_sides(state, report)
+    _check_facts(report)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# XOR world
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_xor_report_states_the_xor(seed: int) -> None:
+    for cxr in (False, True):
+        for ecg in (False, True):
+            for components in (False, True):
+                text, facts = xor_report_with_facts(cxr, ecg, np.random.default_rng(seed), state_components=components)
+                assert text == xor_report(cxr, ecg, np.random.default_rng(seed), state_components=components)
+                sections = parse_sections(text)
+                word, other = XOR_FACT_WORDS[cxr != ecg], XOR_FACT_WORDS[cxr == ecg]
+                for key in ("findings", "impression"):
+                    assert word in sections[key].lower() and other not in sections[key].lower()
+                heart = re.search(r"cardiomegaly|heart size|heart is|cardiac silhouette", sections["findings"], re.I)
+                lvh = re.search(r"left ventricular hypertrophy", sections["findings"])
+                assert bool(heart) == bool(lvh) == components
+                if components:
+                    assert facts["Cardiomegaly"] == float(cxr)
+                    assert bool(re.search(r"\bno left ventricular|without voltage", sections["findings"], re.I)) != ecg
+                else:
+                    assert math.isnan(facts["Cardiomegaly"])
+
+
+def test_xor_report_without_components_depends_on_xor_only() -> None:
+    for seed in range(10):
+        def text(cxr: bool, ecg: bool, seed: int = seed) -> str:
+            return xor_report(cxr, ecg, np.random.default_rng(seed), state_components=False)
+
+        assert text(True, False) == text(False, True)
+        assert text(False, False) == text(True, True)
+        assert text(True, False) != text(True, True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Machine ECG statements
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _statements(findings: EcgFindings, seed: int = 0, hedge_rate: float = 0.1, continuation_rate: float = 0.15
+                ) -> list[str]:
+    return ecg_machine_statements(findings, np.random.default_rng(seed), hedge_rate=hedge_rate,
+                                  continuation_rate=continuation_rate)
+
+
+def _merged(statements: list[str]) -> list[str]:
+    return machine_report_text({f"report_{i}": s for i, s in enumerate(statements)}).rstrip(".").split(". ")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_machine_statements_match_findings(seed: int) -> None:
+    normal = _merged(_statements(EcgFindings(), seed))
+    assert normal[0] in ("Sinus rhythm", "Normal sinus rhythm") and normal[-1] == "Normal ECG"
+    afib = _merged(_statements(EcgFindings(rhythm="AFIB", heart_rate=125), seed))
+    assert afib[0] == "Atrial fibrillation with rapid ventricular response" and afib[-1] == "Abnormal ECG"
+    assert _merged(_statements(EcgFindings(rhythm="AFIB", heart_rate=80), seed))[0] == "Atrial fibrillation"
+    assert "Sinus bradycardia" in _statements(EcgFindings(rhythm="SBRAD", heart_rate=52), seed)
+    lbbb = _statements(EcgFindings(conduction="LBBB"), seed)
+    assert "Left bundle branch block" in lbbb and lbbb[-1] == "Abnormal ECG"
+    avb = " ".join(_statements(EcgFindings(conduction="AVB1"), seed))
+    assert re.search(r"1st degree A-V block|First degree AV block|Prolonged PR interval", avb)
+    acute = _statements(EcgFindings(mi_territory="anterior", mi_acute=True), seed)
+    assert any(re.search(r"\b[Aa]nter(ior|oseptal)\b", s) and "acute" in s.lower() for s in acute)
+    old = _statements(EcgFindings(mi_territory="inferior"), seed, hedge_rate=0.0)
+    assert any(re.fullmatch(r"Inferior infarct( - age undetermined| , age undetermined|, old)", s) for s in old)
+    lvh = _statements(EcgFindings(lvh=True, sttc=True), seed, hedge_rate=0.0)
+    assert any("ventricular hypertrophy" in s or "LVH" in s for s in lvh)
+    sttc = " ".join(_statements(EcgFindings(sttc=True), seed))
+    assert re.search(r"T wave abnormality|ST-T changes|ST & T", sttc)
+
+
+ecg_strategy = st.builds(
+    EcgFindings,
+    rhythm=st.sampled_from(("SR", "AFIB", "SBRAD", "STACH")),
+    heart_rate=st.floats(35, 160),
+    mi_territory=st.none() | st.sampled_from(("anterior", "inferior", "lateral")),
+    mi_acute=st.booleans(),
+    sttc=st.booleans(),
+    conduction=st.none() | st.sampled_from(("LBBB", "RBBB", "AVB1")),
+    lvh=st.booleans(),
+    noise=st.floats(0.3, 1.5),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(findings=ecg_strategy, seed=st.integers(0, 2**32 - 1))
+def test_statement_facts_round_trip(findings: EcgFindings, seed: int) -> None:
+    exact = statement_facts(_statements(findings, seed, hedge_rate=0.0))
+    for key, present in findings.superclasses.items():
+        assert exact[key] == float(present), (key, findings)
+    assert exact[findings.rhythm] == 1.0
+    assert sum(exact[r] for r in ("SR", "AFIB", "SBRAD", "STACH")) == 1.0
+    statements = _statements(findings, seed)
+    assert 2 <= len(statements) <= 18 and all(s.strip() for s in statements)
+    hedged = statement_facts(statements)
+    for key, present in findings.superclasses.items():
+        assert (hedged[key] != 0.0) == present
+        assert hedged[key] in (0.0, 1.0) or key in ("MI", "HYP")
+    if findings.mi_territory is not None and findings.mi_acute:
+        assert hedged["MI"] == 1.0
+
+
+def test_machine_continuations_join_back() -> None:
+    findings = EcgFindings(rhythm="AFIB", heart_rate=130)
+    for seed in range(20):
+        statements = _statements(findings, seed, continuation_rate=1.0)
+        assert statements[:2] == ["Atrial fibrillation", "with rapid ventricular response"]
+        assert statement_facts(statements)["AFIB"] == 1.0
+    assert "with slow ventricular response" in _statements(replace(findings, heart_rate=50), continuation_rate=1.0)

@@ -1,0 +1,110 @@
+"""The synthetic world end to end: generated in the real layouts, read unchanged by the real adapters."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medclr.data import PrepareOptions, prepare, read_manifest
+from medclr.errors import MedclrInputError
+from medclr.synth.latent import heart_failure_statement
+from medclr.synth.state import CxrFindings, EcgFindings
+from medclr.synth.world import PRESETS, generate_world, plan_patient
+
+N_PATIENTS = 12
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, preset="tiny", patients=N_PATIENTS, seed=3, workers=1, progress=False)
+    return out
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in {".txt", ".hea", ".dat", ".csv"}
+    }
+
+
+def test_world_is_deterministic_for_a_seed_and_independent_of_workers(world: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    generate_world(again, preset="tiny", patients=N_PATIENTS, seed=3, workers=2, progress=False)
+    assert _digest(again) == _digest(world)
+
+
+def test_a_different_seed_gives_a_different_world(world: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    generate_world(other, preset="tiny", patients=N_PATIENTS, seed=4, workers=1, progress=False)
+    assert (other / "truth.csv").read_bytes() != (world / "truth.csv").read_bytes()
+
+
+def test_truth_points_at_files_that_exist(world: Path) -> None:
+    truth = pd.read_csv(world / "truth.csv")
+    assert set(truth["cohort"]) == {"mimic", "chexpert", "ptbxl"}
+    for column in ("cxr_path", "ecg_path"):
+        for rel in truth[column].dropna():
+            target = world / rel
+            assert target.is_file() or target.with_suffix(".hea").is_file(), rel
+
+
+@pytest.mark.parametrize(
+    ("source", "folder", "modalities"),
+    [
+        ("mimic-cxr", "mimic-cxr", {"cxr", "report"}),
+        ("mimic-iv-ecg", "mimic-iv-ecg", {"ecg", "report"}),
+        ("chexpert", "chexpert", {"cxr"}),
+        ("ptbxl", "ptbxl", {"ecg", "report"}),
+        ("ms-cxr", "ms-cxr", {"cxr"}),
+    ],
+)
+def test_real_adapters_read_the_world_unchanged(
+    world: Path, tmp_path: Path, source: str, folder: str, modalities: set[str]
+) -> None:
+    report = prepare(source, PrepareOptions(root=world / folder, progress=False), tmp_path / "m.parquet")
+    assert report.n_rows > 0 and report.n_quarantined == 0
+    assert modalities <= set(report.modalities)
+    if source == "ms-cxr":  # every box of the world is a grounding annotation, in the image's pixels
+        frame = read_manifest(report.manifest_path).frame
+        assert frame["grounding"].notna().all()
+
+
+def test_paired_world_has_all_three_modalities_and_joint_labels(world: Path, tmp_path: Path) -> None:
+    report = prepare("synth", PrepareOptions(root=world, progress=False), tmp_path / "paired.parquet")
+    manifest = read_manifest(report.manifest_path)
+    frame = manifest.frame
+    assert report.n_rows > 0 and {"cxr", "ecg", "report"} <= set(manifest.modalities)
+    complete = frame["cxr_path"].notna() & frame["ecg_path"].notna() & frame["report"].notna()
+    assert complete.all()
+    assert manifest.info.label_sets["joint"] == ["Heart Failure"]
+    assert set(np.unique(manifest.label_matrix(["Heart Failure"]))) <= {0.0, 1.0}
+
+
+def test_joint_label_needs_both_modalities() -> None:
+    enlarged = CxrFindings(cardiomegaly="moderate")
+    assert heart_failure_statement(enlarged, EcgFindings(lvh=True))
+    assert not heart_failure_statement(enlarged, EcgFindings())
+    assert not heart_failure_statement(CxrFindings(), EcgFindings(rhythm="AFIB"))
+
+
+def test_xor_preset_bits_are_balanced_and_independent() -> None:
+    spec = PRESETS["xor"]
+    studies = [s for i in range(600) for s in plan_patient(0, i, 600, spec)]
+    cxr = np.array([s.state.cxr.cardiomegaly is not None for s in studies])
+    ecg = np.array([s.state.ecg.lvh for s in studies])
+    xor = np.array([s.joint["Discordant Cardiac Findings"] for s in studies])
+    assert abs(cxr.mean() - 0.5) < 0.06 and abs(ecg.mean() - 0.5) < 0.06
+    assert np.array_equal(xor, cxr != ecg)
+    # neither bit alone predicts the fact: P(xor | cxr) ~ P(xor | not cxr) ~ 1/2
+    assert abs(xor[cxr].mean() - 0.5) < 0.08 and abs(xor[~cxr].mean() - 0.5) < 0.08
+
+
+def test_too_few_patients_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(MedclrInputError, match="too few"):
+        generate_world(tmp_path, preset="tiny", patients=3, progress=False)
