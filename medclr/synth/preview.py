@@ -56,7 +56,7 @@ def _example(i: int, rng: np.random.Generator) -> tuple[CxrFindings, CxrAcquisit
     return findings, acq
 
 
-def cxr_grid_png(out_path: str | Path, n: int = 9, seed: int = 0) -> Path:
+def cxr_grid_png(out_path: str | Path, n: int = 9, seed: int = 0, *, dpi: int = 110) -> Path:
     """Render ``n`` phantoms (a normal one, one per finding, then mixtures) in a grid with their boxes drawn."""
     import matplotlib
 
@@ -85,6 +85,26 @@ def cxr_grid_png(out_path: str | Path, n: int = 9, seed: int = 0) -> Path:
         ax.set_title(f"{acq.view} CTR {out.ctr:.2f}\n" + ", ".join(labels), fontsize=7)
     fig.tight_layout()
     path = Path(out_path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m medclr.synth.preview OUT_DIR``: write ``synth_cxr.png`` and ``synth_ecg.png`` there."""
+    import argparse
+
+    from medclr.synth.preview_ecg import ecg_class_plots_png
+
+    parser = argparse.ArgumentParser(description="Preview the synthetic world: X-ray grid and one ECG per class.")
+    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cxr_grid_png(args.out / "synth_cxr.png", 9, args.seed, dpi=60)
+    ecg_class_plots_png(args.out / "synth_ecg.png", args.seed, dpi=60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
