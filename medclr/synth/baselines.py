@@ -7,7 +7,9 @@
   from lead II: heart rate and the coefficient of variation of RR intervals) = 62 features,
 
 on the world's train patients, and reports the test AUROC (patient-level split, as in the manifests). Labels
-are the ground truth of ``truth.csv``. These numbers go in ``data_cards/synth.md``: a task a 32 x 32 linear
+are the ground truth of ``truth.csv``. Joint labels (``joint/*``, e.g. Heart Failure) are fitted on the
+studies that have both modalities from the X-ray features, the ECG features and both concatenated: a joint
+label should need both. These numbers go in ``data_cards/synth.md``: a task a 32 x 32 linear
 model already solves is no test of representation learning.
 """
 
@@ -71,16 +73,27 @@ def auroc_table(features: np.ndarray, labels: pd.DataFrame, train: np.ndarray) -
 
 
 def run(world: Path) -> pd.DataFrame:
-    """AUROC per finding for the X-ray and the ECG baseline (rows: findings; columns: features)."""
+    """Test AUROC per label (rows) for the X-ray, ECG and joint (both concatenated) features (columns)."""
     truth = pd.read_csv(world / "truth.csv", keep_default_na=False, na_values=[""])
-    train_mask = np.array([subject_split(int(s)) == "train" for s in truth["subject_id"]])
-    results: dict[str, dict[str, float]] = {}
+    train = np.array([subject_split(int(s)) == "train" for s in truth["subject_id"]])
+    features: dict[str, np.ndarray] = {}  # modality -> [N, F], NaN rows where the study lacks it
     for modality, featurise in (("cxr", cxr_features), ("ecg", ecg_features)):
-        rows = truth[truth[f"{modality}_path"].notna()].index
+        rows = truth.index[truth[f"{modality}_path"].notna()]
         paths = truth.loc[rows, f"{modality}_path"].astype(str)
-        features = np.stack([featurise(world / p) for p in tqdm(paths, desc=f"{modality} features", leave=False)])
-        labels = truth.loc[rows, [c for c in truth.columns if c.startswith(f"{modality}/")]]
-        results[modality] = auroc_table(features, labels, train_mask[rows])
+        values = np.stack([featurise(world / p) for p in tqdm(paths, desc=f"{modality} features", leave=False)])
+        features[modality] = np.full((len(truth), values.shape[1]), np.nan, dtype=np.float32)
+        features[modality][rows] = values
+    results: dict[str, dict[str, float]] = {"cxr": {}, "ecg": {}, "cxr+ecg": {}}
+    for modality in ("cxr", "ecg"):
+        has = ~np.isnan(features[modality][:, 0])
+        labels = truth.loc[has, [c for c in truth.columns if c.startswith(f"{modality}/")]]
+        results[modality] = auroc_table(features[modality][has], labels, train[has])
+    both = ~np.isnan(features["cxr"][:, 0]) & ~np.isnan(features["ecg"][:, 0])
+    joint = truth.loc[both, [c for c in truth.columns if c.startswith("joint/")]]
+    combined = {"cxr": features["cxr"], "ecg": features["ecg"],
+                "cxr+ecg": np.concatenate([features["cxr"], features["ecg"]], axis=1)}
+    for name, matrix in combined.items():
+        results[name].update(auroc_table(matrix[both], joint, train[both]))
     return pd.DataFrame({m: pd.Series(r) for m, r in results.items()})
 
 

@@ -269,7 +269,7 @@ def _sample_anatomy(acq: CxrAcquisition, rng: np.random.Generator) -> _Anatomy:
         height=size, width=width, midline=float(rng.normal(0, 0.01)), apex=apex, hw=hw, lh=lh,
         rot=math.radians(float(acq.rotation_deg)), ap=ap, dome={"right": dome_r, "left": dome_l},
         dome_peak={"right": float(rng.uniform(0.40, 0.52)), "left": float(rng.uniform(0.42, 0.55))},
-        ctr=float(rng.uniform(0.40, 0.48)), heart_low=float(rng.uniform(0.87, 0.93)),
+        ctr=float(rng.uniform(0.39, 0.53)), heart_low=float(rng.uniform(0.87, 0.93)),
         rib_curve=float(rng.uniform(0.19, 0.26)), rib_start=float(rng.uniform(-0.10, -0.05)),
         rib_span=float(rng.uniform(1.05, 1.20)), n_ribs=float(rng.uniform(11.0, 12.5)),
         clavicle_v=float(rng.uniform(0.10, 0.17)) - (0.04 if ap else 0.0),
@@ -719,7 +719,7 @@ def _edema(canvas: _Canvas, lung: _Lung, severity: Severity, rng: np.random.Gene
     ex, ey = (lung.a - _F(ha + 0.05)) * _F(1 / ra), (lung.v - _F(hv + 0.03)) * _F(1 / rv)
     noise = _smooth_noise(rng, lung.a.shape, 30.0 * anat.height / 768)
     haze = np.exp(-(ex * ex + ey * ey) * _F(1.6)) * (_F(1) + _F(0.25) * noise) * lung.mask
-    amp = (0.30, 0.45, 0.60)[lvl]
+    amp = (0.16, 0.30, 0.50)[lvl]  # mild edema is subtle
     lung.air_keep *= _F(1) - _F(amp) * np.clip(haze, 0, 1)
     lung.vessel_keep *= _F(1) - _F(0.4) * np.clip(haze, 0, 1)  # indistinct vessels
     lung.dens += _F(0.03) * haze
@@ -834,7 +834,7 @@ def render_cxr_detailed(findings: CxrFindings, acquisition: CxrAcquisition, rng:
 
     ctr = anat.ctr
     if findings.cardiomegaly is not None:
-        lo, hi = ((0.56, 0.60), (0.60, 0.66), (0.66, 0.74))[_LEVEL[findings.cardiomegaly]]
+        lo, hi = ((0.52, 0.58), (0.57, 0.64), (0.63, 0.72))[_LEVEL[findings.cardiomegaly]]  # mild overlaps normal
         ctr = float(streams["cardiomegaly"].uniform(lo, hi))
     heart, heart_win, ctr_drawn = _heart(canvas, ctr)
     heart_border = {"right": 0.34 * 2 * ctr, "left": 0.66 * 2 * ctr}  # a of the heart borders
