@@ -16,7 +16,6 @@ extra work it does: lead matching by name, unit checks, limb-lead derivation, DI
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import wfdb
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from report import emit  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 from medclr.io import read_cxr, read_ecg
 
@@ -135,13 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
     results = run(args.quick, args.repeats or (2 if args.quick else 3))
-    print(f"machine: {platform.processor() or platform.machine()}, python {sys.version.split()[0]}")
-    print(f"{'benchmark':38s} {'ratio':>7s}  details")
-    for key, entry in results.items():
-        rates = ", ".join(f"{k}={v}" for k, v in entry.items() if k.endswith("_per_s"))
-        print(f"{key:38s} {entry['ratio']:7.2f}  {rates} (n={entry['n']})")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    emit(results, f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}", args.json)
     return 0
 
 

@@ -13,10 +13,8 @@ machine the ceiling is about 2, minus process start-up).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from report import emit  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 import medclr.data.sources  # noqa: F401 - registers the adapters
 from medclr.data import SOURCES, Manifest, PrepareOptions
@@ -96,12 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     results = run(1000 if args.quick else args.records, args.workers)
-    sys.stdout.write(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}\n")
-    for name, entry in results.items():
-        details = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "ratio")
-        sys.stdout.write(f"{name:<40} {entry['ratio']:>6.2f}  {details}\n")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    emit(results, f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}", args.json)
     return 0
 
 

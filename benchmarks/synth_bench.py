@@ -10,14 +10,14 @@ the core count). The absolute rate says how long a world takes: the ``demo`` pre
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from report import emit  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 from medclr.synth.world import generate_world
 
@@ -47,12 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     results = run(args.preset, 40 if args.quick else args.patients, args.workers)
-    sys.stdout.write(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}\n")
-    for name, entry in results.items():
-        details = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "ratio")
-        sys.stdout.write(f"{name:<40} {entry['ratio']:>6.2f}  {details}\n")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    emit(results, f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}", args.json)
     return 0
 
 
