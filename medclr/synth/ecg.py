@@ -58,8 +58,9 @@ The rhythm decides *when* beats happen and whether P waves exist; the pathologie
 - **LVH**: a bigger left-ventricular free-wall wave, scaled so that the Sokolow-Lyon index
   ``S(V1) + max(R(V5), R(V6))`` is 3.0-5.0 mV while every other record stays below 3.8 mV (up to 3.2 mV
   typically): as in real ECGs, voltage criteria are neither sensitive nor specific, so the label is not a
-  voltage threshold (a 3.0-3.8 mV record may or may not be LVH), high limb voltage (R in I/aVL), left-shifted axis, and a strain pattern (lateral ST
-  depression, asymmetric T inversion) in about half of them (not with LBBB).
+  voltage threshold (a 3.0-3.8 mV record may or may not be LVH); high limb voltage (R in I/aVL), a
+  left-shifted axis, and a strain pattern (lateral ST depression, asymmetric T inversion) in about half of
+  them (not with LBBB).
 
 Intervals follow physiology: QRS 80-100 ms, PR 130-190 ms (shorter at higher rates), QT from a corrected
 QTc of 390-440 ms by Fridericia's formula ``QT = QTc * RR^(1/3)`` beat by beat. Each record draws its own
