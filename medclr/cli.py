@@ -121,9 +121,31 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a recipe (single process or under torchrun)")
     p.add_argument("config", type=Path, help="training recipe, e.g. configs/train/tiny.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. --set optim.lr=1e-3 loss.name=symile (values are YAML)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="resume exactly from a run directory")
-    p.set_defaults(handler=_not_implemented("train", 6))
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Load the recipe (+ overrides), train (or resume), print the run directory."""
+    import logging
+    import os
+
+    from medclr.config import load_config
+    from medclr.train import train
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        logging.basicConfig(level=logging.INFO, format="medclr: %(message)s")
+    cfg = load_config(args.config, args.set)
+    result = train(cfg, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = f"; best {result.best['metric']} = {result.best['value']:.4f} at step {result.best['step']}" \
+            if result.best else ""
+        loss = f"{result.last_loss:.4f}" if result.last_loss is not None else "n/a"
+        sys.stdout.write(f"trained {result.steps} steps in {result.seconds:.1f} s (last loss {loss}{best})\n"
+                         f"run dir: {result.run_dir}\n")
+    return 0
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

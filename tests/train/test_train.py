@@ -1,0 +1,111 @@
+"""End-to-end training on the tiny world: every loss, the run directory, load_model, determinism, NaN guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+import medclr
+from medclr.config import TrainConfig
+from medclr.losses import LOSSES, MultimodalLoss
+from medclr.train import MedclrTrainingError, train
+from medclr.train.checkpoint import latest_checkpoint
+from tests.train.conftest import WorldFactory
+
+
+def _metrics(run_dir: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("loss", ["convirt", "symile", "gram"])
+def test_each_loss_trains_and_writes_a_self_describing_run(make_config: WorldFactory, loss: str) -> None:
+    extra = ["model.logit_scale.init=16", "model.logit_scale.max=1000"] if loss == "symile" else []
+    cfg = make_config(f"loss.name={loss}", "run.val_every=4", *extra)
+    result = train(cfg)
+    run = result.run_dir
+    records = _metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(isinstance(r["loss"], float) and r["loss"] > 0 for r in records)
+    assert {"lr", "samples_per_s", "grad_norm"} <= set(records[0])
+    for name in ("config.yaml", "model.yaml", "preprocessing.json", "model_card.md", "val.jsonl"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_000004"
+    assert "data_cards/synth.md" in (run / "model_card.md").read_text()
+    val = json.loads((run / "val.jsonl").read_text().splitlines()[-1])
+    assert "val/r1_mean" in val
+
+
+def test_load_model_round_trip_gives_identical_embeddings(make_config: WorldFactory) -> None:
+    result = train(make_config("run.max_steps=2"))
+    assert result.model is not None
+    trained = result.model.eval()
+    loaded = medclr.load_model(result.run_dir, checkpoint="latest")
+    texts = ["Sinus rhythm.", "Mild cardiomegaly. Small effusion."]
+    images, ecgs = torch.rand(2, 1, 32, 32), torch.randn(2, 12, 500)
+    with torch.no_grad():
+        for modality, x in (("cxr", images), ("ecg", ecgs), ("report", texts)):
+            assert torch.equal(trained.encode(modality, x), loaded.encode(modality, x)), modality
+
+
+def test_frozen_text_base_is_not_saved_but_lora_adapters_are(make_config: WorldFactory) -> None:
+    result = train(make_config("run.max_steps=2"))
+    folder = latest_checkpoint(result.run_dir)
+    assert folder is not None
+    keys = set(load_file(str(folder / "model.safetensors")))
+    base = [k for k in keys if k.startswith("towers.report.encoder.model.") and "lora_" not in k]
+    assert not base, base[:3]
+    assert any("lora_A" in k for k in keys)
+    assert (folder / "lora" / "report" / "adapter_config.json").is_file()
+
+
+def test_two_runs_with_one_seed_end_with_identical_weights(make_config: WorldFactory, tmp_path: Path) -> None:
+    a = train(make_config("run.max_steps=3", f"run.out_dir={tmp_path / 'a'}", "optim.grad_accum=2"))
+    b = train(make_config("run.max_steps=3", f"run.out_dir={tmp_path / 'b'}", "optim.grad_accum=2"))
+    wa = load_file(str(a.run_dir / "checkpoints" / "step_000003" / "model.safetensors"))
+    wb = load_file(str(b.run_dir / "checkpoints" / "step_000003" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class _NanLoss(MultimodalLoss):
+    """A loss that is NaN but still depends on the embeddings (so backward runs)."""
+
+    def forward(self, emb: Mapping[str, Tensor], logit_scale: Tensor | float, present: object = None,
+                groups: object = None) -> dict[str, Tensor]:
+        return {"loss": sum(x.sum() for x in emb.values()) * float("nan")}  # type: ignore[dict-item]
+
+
+def test_repeated_non_finite_losses_abort_with_a_clear_error(make_config: WorldFactory) -> None:
+    if "test_nan" not in LOSSES:
+        LOSSES.register("test_nan")(_NanLoss)
+    cfg: TrainConfig = make_config("loss.name=test_nan", "run.max_nonfinite_steps=2", "run.max_steps=5")
+    with pytest.raises(MedclrTrainingError, match="non-finite for 2 steps in a row"):
+        train(cfg)
+    records = _metrics(Path(cfg.run.out_dir))
+    assert records[0]["skipped"] == 1 and records[0]["loss"] is None
+
+
+def test_an_existing_run_dir_needs_resume(make_config: WorldFactory) -> None:
+    cfg = make_config("run.max_steps=1")
+    train(cfg)
+    with pytest.raises(medclr.MedclrError, match="--resume"):
+        train(cfg)
+
+
+def test_keep_last_prunes_old_checkpoints_but_never_the_best(make_config: WorldFactory) -> None:
+    result = train(make_config("run.max_steps=6", "run.ckpt_every=1", "run.keep_last=2", "run.val_every=2",
+                               "run.best_metric=val/r1_mean"))
+    folders = sorted(p.name for p in (result.run_dir / "checkpoints").glob("step_*"))
+    assert result.best is not None
+    best = result.best["checkpoint"]
+    assert set(folders) == {"step_000005", "step_000006", best}
+    assert (result.run_dir / "checkpoints" / "best").read_text().strip() == best
+    loaded = medclr.load_model(result.run_dir)  # best by default
+    weights = load_file(str(result.run_dir / "checkpoints" / best / "model.safetensors"))
+    assert torch.equal(loaded.state_dict()["scale.log_scale"], weights["scale.log_scale"])
