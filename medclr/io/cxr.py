@@ -17,6 +17,8 @@ the size of the returned image (the stored size, after EXIF orientation; before 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -92,22 +94,12 @@ def probe_cxr(path: str | PathLike[str]) -> tuple[int, int]:
 
 
 def _probe_pillow(p: Path, fmt: Literal["png", "jpeg"]) -> tuple[int, int]:
-    name = fmt.upper()
-    try:
-        with Image.open(p) as img:
-            width, height = img.size
-            if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
-                raise MedclrInputError(p, f"{name} image is {height}x{width} pixels; expected between "
-                                       f"{MIN_SIDE}x{MIN_SIDE} and {MAX_PIXELS} pixels",
-                                       "pass a full-size radiograph, not an icon or thumbnail")
-            if fmt == "jpeg":
-                img.draft(img.mode, (max(width // 8, 1), max(height // 8, 1)))
-            img.load()
-    except MedclrInputError:
-        raise
-    except Exception as err:  # library boundary: Pillow's codecs raise many types
-        raise MedclrInputError(p, f"cannot decode the {name} file ({type(err).__name__}: {err})",
-                               "the file is truncated or corrupt; fetch or export it again") from err
+    """Size-check and decode (JPEG at 1/8 scale in Pillow's draft mode); return ``(height, width)``."""
+    with _opened(p, fmt) as img:
+        width, height = img.size
+        if fmt == "jpeg":
+            img.draft(img.mode, (max(width // 8, 1), max(height // 8, 1)))
+        img.load()
     return height, width
 
 
@@ -137,8 +129,9 @@ def _read_pillow(p: Path, fmt: Literal["png", "jpeg"]) -> tuple[np.ndarray, CxrM
     return pixels, meta
 
 
-def _open_oriented(p: Path, fmt: str) -> tuple[Image.Image, int]:
-    """Open, check the size before decoding, decode fully and apply the EXIF orientation."""
+@contextmanager
+def _opened(p: Path, fmt: str) -> Iterator[Image.Image]:
+    """Open with Pillow and check the size before anything is decoded; Pillow's errors become input errors."""
     name = fmt.upper()
     try:
         with Image.open(p) as img:
@@ -147,9 +140,7 @@ def _open_oriented(p: Path, fmt: str) -> tuple[Image.Image, int]:
                 raise MedclrInputError(p, f"{name} image is {height}x{width} pixels; expected between "
                                        f"{MIN_SIDE}x{MIN_SIDE} and {MAX_PIXELS} pixels",
                                        "pass a full-size radiograph, not an icon or thumbnail")
-            n_frames = int(getattr(img, "n_frames", 1))
-            img.load()  # decode now: a truncated or corrupt file fails here, not later
-            oriented = ImageOps.exif_transpose(img)  # a decoded copy, independent of the file
+            yield img
     except MedclrInputError:
         raise
     except Image.DecompressionBombError as err:  # Pillow's own limit, checked inside Image.open
@@ -158,8 +149,16 @@ def _open_oriented(p: Path, fmt: str) -> tuple[Image.Image, int]:
     except Exception as err:  # library boundary: Pillow's codecs raise many types
         raise MedclrInputError(p, f"cannot decode the {name} file ({type(err).__name__}: {err})",
                                "the file is truncated or corrupt; fetch or export it again") from err
+
+
+def _open_oriented(p: Path, fmt: str) -> tuple[Image.Image, int]:
+    """Open, check the size before decoding, decode fully and apply the EXIF orientation."""
+    with _opened(p, fmt) as img:
+        n_frames = int(getattr(img, "n_frames", 1))
+        img.load()  # decode now: a truncated or corrupt file fails here, not later
+        oriented = ImageOps.exif_transpose(img)  # a decoded copy, independent of the file
     if min(oriented.size) < MIN_SIDE:  # defensive: the orientation transforms keep the size
-        raise MedclrInputError(p, f"{name} image has size {oriented.size}", "pass a full-size radiograph")
+        raise MedclrInputError(p, f"{fmt.upper()} image has size {oriented.size}", "pass a full-size radiograph")
     return oriented, n_frames
 
 
