@@ -148,18 +148,55 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_TASKS = ("zeroshot-cxr", "zeroshot-ecg", "zeroshot-joint", "retrieval", "grounding", "probe", "diagnostics")
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a run: zero-shot, retrieval, grounding, probes")
-    p.add_argument("run_dir", type=Path, help="run directory written by `medclr train`")
-    p.add_argument(
-        "--task",
-        required=True,
-        choices=["zeroshot-cxr", "zeroshot-ecg", "zeroshot-joint", "retrieval", "grounding", "probe", "diagnostics"],
-        help="evaluation protocol",
+    p = sub.add_parser(
+        "eval", help="evaluate a run: zero-shot, retrieval, grounding, probes, diagnostics",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate a trained run on a manifest with a published protocol; metrics go to --out as flat "
+        "JSON keys (with bootstrap 95%% CIs as <key>_ci_low/_ci_high), plots to <out stem>_plots/ beside it, and "
+        "a summary table to the terminal.",
+        epilog="tasks:\n"
+        "  zeroshot-cxr    CheXpert competition labels, CheXzero prompt pairs (configs/prompts/chexpert.yaml);\n"
+        "                  auroc/<Label>, auroc_macro, chexpert5x200/top1 when the split allows it\n"
+        "  zeroshot-ecg    PTB-XL superclass/subclass/form/rhythm from the statement descriptions (MERL);\n"
+        "                  other ECG manifests: configs/prompts/ecg.yaml\n"
+        "  zeroshot-joint  X-ray + ECG together against the joint labels (configs/prompts/joint.yaml)\n"
+        "  retrieval       recall@K/<q>-><t>, mrr, median_rank for every modality pair and two-to-one\n"
+        "  grounding       phrase grounding: cnr, miou, pointing_game (X-ray), ecg/* (synthetic world)\n"
+        "  probe           logistic regression on frozen embeddings with 1/10/100%% of the training labels\n"
+        "  diagnostics     modality gap, alignment, uniformity, effective rank\n\n"
+        "example:\n  medclr eval runs/demo --task zeroshot-cxr --manifest runs/demo_world/paired.parquet "
+        "--out runs/demo/eval/zeroshot_cxr.json",
     )
+    p.add_argument("run_dir", type=Path, help="run directory written by `medclr train`")
+    p.add_argument("--task", required=True, choices=EVAL_TASKS, help="evaluation protocol (see below)")
     p.add_argument("--manifest", type=Path, required=True, help="manifest to evaluate on")
     p.add_argument("--out", type=Path, default=Path("metrics.json"), help="metrics JSON (flat keys)")
-    p.set_defaults(handler=_not_implemented("eval", 7))
+    p.add_argument("--split", help="comma-separated split(s) to evaluate (default: test; the small PTB-XL "
+                   "excerpt pools folds 9-10)")
+    p.add_argument("--prompts", type=Path, help="prompt file (YAML, see configs/prompts/) for zero-shot tasks")
+    p.add_argument("--checkpoint", default="best", help="best | latest | step_NNNNNN (default: best)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap replicates for CIs (0: none)")
+    p.add_argument("--max-rows", type=int, help="evaluate at most this many rows (quick checks)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    """Run one evaluation task, write the metrics file, print the summary table."""
+    from medclr.eval.tasks import EvalRequest, evaluate, summary_table
+
+    request = EvalRequest(args.run_dir, args.manifest, args.task, args.out,
+                          args.split.split(",") if args.split else None, args.prompts, args.checkpoint,
+                          args.bootstrap, max_rows=args.max_rows, plots=not args.no_plots, device=args.device)
+    metrics = evaluate(request)
+    sys.stdout.write(f"{args.task} on {metrics['splits']} ({metrics['split_protocol']})\n{summary_table(metrics)}\n"
+                     f"metrics: {args.out}\n")
+    return 0
 
 
 def _add_embed_index(sub: argparse._SubParsersAction) -> None:
@@ -167,11 +204,37 @@ def _add_embed_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, help="run directory written by `medclr train`")
     p.add_argument("--manifest", type=Path, required=True, help="manifest of studies to embed")
     p.add_argument("--out", type=Path, required=True, help="embeddings file (.parquet)")
-    p.set_defaults(handler=_not_implemented("embed", 7))
+    p.add_argument("--split", help="comma-separated split(s) to embed (default: every row)")
+    p.add_argument("--checkpoint", default="best", help="best | latest | step_NNNNNN (default: best)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(handler=_embed)
     p = sub.add_parser("index", help="build a retrieval index from embeddings")
     p.add_argument("embeddings", type=Path, help="embeddings.parquet written by `medclr embed`")
     p.add_argument("--out", type=Path, required=True, help="index directory")
-    p.set_defaults(handler=_not_implemented("index", 7))
+    p.set_defaults(handler=_index)
+
+
+def _index(args: argparse.Namespace) -> int:
+    """Build the retrieval index folder from an embeddings parquet."""
+    from medclr.index import build_index
+
+    index = build_index(args.embeddings, args.out)
+    counts = ", ".join(f"{m} {len(v)}" for m, v in index.vectors.items())
+    sys.stdout.write(f"wrote index {args.out}: {len(index.ids)} studies ({counts}; objective {index.loss})\n")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    """Embed the manifest's rows with the run's model and write the embeddings parquet."""
+    from medclr.eval.embeddings import embed_manifest, save_embeddings
+    from medclr.train.checkpoint import load_model
+
+    model = load_model(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    emb = embed_manifest(model, args.run_dir, args.manifest, splits=args.split.split(",") if args.split else None)
+    save_embeddings(emb, args.out)
+    counts = ", ".join(f"{m} {int(p.sum())}" for m, p in emb.present.items())
+    sys.stdout.write(f"wrote {args.out}: {len(emb)} studies ({counts})\n")
+    return 0
 
 
 def _add_app_demo(sub: argparse._SubParsersAction) -> None:

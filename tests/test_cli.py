@@ -36,9 +36,6 @@ def test_help_documents_every_command(command: str, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     "argv",
     [
-        ["eval", "run", "--task", "retrieval", "--manifest", "m.parquet"],
-        ["embed", "run", "--manifest", "m.parquet", "--out", "e.parquet"],
-        ["index", "e.parquet", "--out", "idx"],
         ["app", "--run", "run"],
         ["demo"],
     ],

@@ -27,17 +27,19 @@ from medclr.types import Geometry, Sample
 
 
 class StudyDataset(Dataset[Sample]):
-    """One split of a cache (``split=None``: every row), optionally augmented; see the module docstring."""
+    """One split of a cache (several splits: their rows in cache order; ``None``: every row), optionally augmented;
+    see the module docstring."""
 
-    def __init__(self, cache: StudyCache, split: str | None, modalities: Sequence[str], *,
+    def __init__(self, cache: StudyCache, split: str | Sequence[str] | None, modalities: Sequence[str], *,
                  augment: Augmenter | None = None, labels: Sequence[str] | None = None,
                  max_rows: int | None = None) -> None:
         self.cache, self.modalities, self.augment = cache, tuple(modalities), augment
         rows = cache.rows
-        index = np.arange(len(rows)) if split is None else np.flatnonzero(rows["split"].to_numpy() == split)
+        splits = [split] if isinstance(split, str) else split
+        index = np.arange(len(rows)) if splits is None else np.flatnonzero(rows["split"].isin(list(splits)))
         self.index = index[:max_rows] if max_rows is not None else index  # [n] cache rows of this split
         if split is not None and len(self.index) == 0:
-            raise MedclrInputError(cache.info.get("manifest"), f"the manifest has no rows in split '{split}'",
+            raise MedclrInputError(cache.info.get("manifest"), f"the manifest has no rows in split(s) '{split}'",
                                    f"splits present: {sorted(set(rows['split']))}")
         self.label_names = list(cache.labels if labels is None else labels)
         self.labels = rows[[f"{LABEL_PREFIX}{n}" for n in self.label_names]].to_numpy(np.float32)[self.index]

@@ -79,6 +79,9 @@ muscle noise, band-limited to 20-150 Hz and bursty, strongest on the limb electr
 
 A 10 s, 500 Hz record takes about 2 ms on one CPU core without noise and 5-9 ms with it (mostly the EMG and
 baseline-wander noise).
+
+:func:`simulate_ecg_timed` also returns when each beat's QRS, J point and T wave happen; :func:`ecg_findings` turns
+that into the ground truth of ECG phrase grounding (which leads and beat segments carry an MI or STTC).
 """
 
 from __future__ import annotations
@@ -274,6 +277,28 @@ def simulate_ecg(
     clean signal is drawn before the noise, so ``replace(findings, noise=0)`` with the same seed gives the
     same record without noise. See the module docstring for the model.
     """
+    return simulate_ecg_timed(findings, rng, fs=fs, duration_s=duration_s)[0]
+
+
+@dataclass(frozen=True)
+class BeatTiming:
+    """When each simulated beat's waves happen, in seconds from the record's start (``[B]`` arrays each).
+
+    Beats whose window overlaps the record are listed, so times may fall before 0 or after the record's end.
+    ``j_point`` is the end of the QRS (the ST segment starts there), ``t_end`` the end of the T wave (its peak
+    plus 2.5 of its falling widths).
+    """
+
+    qrs_onset: np.ndarray
+    j_point: np.ndarray
+    t_peak: np.ndarray
+    t_end: np.ndarray
+
+
+def simulate_ecg_timed(
+    findings: EcgFindings, rng: np.random.Generator, *, fs: float = 500.0, duration_s: float = 10.0
+) -> tuple[np.ndarray, BeatTiming]:
+    """:func:`simulate_ecg` plus the :class:`BeatTiming` of its beats (same draws, same signal for a seed)."""
     n_samples = round(fs * duration_s)
     t_axis = np.arange(n_samples) / fs
 
@@ -363,7 +388,10 @@ def simulate_ecg(
         c_i, c_ii = LIMB_COEFFICIENTS[name]
         out[row] = c_i * lead_i + c_ii * lead_ii
     out[6:] = independent[2:]
-    return out.astype(np.float32)
+    t_wave = w.indices(_REPOL)[0]
+    timing = BeatTiming(qrs_onset=onsets, j_point=onsets + qrs_end, t_peak=onsets + t_peak,
+                        t_end=onsets + (w.mu[t_wave] + 2.5 * w.sr[t_wave]) * stretch[:, 0])
+    return out.astype(np.float32), timing
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -421,6 +449,49 @@ def _electrode_noise(rng: np.random.Generator, t: np.ndarray, fs: float, level: 
     ra, la, ll = e[0], e[1], e[2]
     wct = (ra + la + ll) / 3.0
     return np.vstack([la - ra, ll - ra, e[3:] - wct[None, :]])
+
+
+TERRITORY_LEADS: dict[str, tuple[str, ...]] = {
+    "anterior": ("V1", "V2", "V3", "V4"),
+    "inferior": ("II", "III", "aVF"),
+    "lateral": ("I", "aVL", "V5", "V6"),
+}
+"""The leads facing each infarct territory, as textbooks list them (the leads where an MI's ST/Q changes show)."""
+
+STTC_LEADS: tuple[str, ...] = ("I", "II", "V4", "V5", "V6")
+"""The apex-lateral leads where the simulator's STTC pattern puts its ST depression (module docstring)."""
+
+
+def ecg_findings(findings: EcgFindings, timing: BeatTiming, duration_s: float) -> list[dict[str, object]]:
+    """Where a record's localised findings are: ``[{"label", "phrase", "leads", "wave", "segments_s"}]``.
+
+    The ground truth for ECG phrase grounding (``truth.csv`` column ``ecg_findings``). Only findings with a
+    lead territory are listed: an MI (its territory's :data:`TERRITORY_LEADS`) and STTC (:data:`STTC_LEADS`).
+    ``segments_s`` are ``[t0, t1]`` seconds from the record's start, one per beat, clipped to the record:
+
+    - acute MI and STTC: the ST-T segment, J point to T end (the injury current and the T changes);
+    - old MI: the whole ventricular complex, QRS onset to T end (pathological Q waves and T inversion).
+
+    ``phrase`` is in the machine statements' vocabulary (:func:`medclr.synth.reports.ecg_machine_statements`).
+    Rhythm, conduction and LVH findings are global (every lead, every beat) and are not listed.
+    """
+    out: list[dict[str, object]] = []
+
+    def entry(label: str, phrase: str, leads: tuple[str, ...], wave: str, start: np.ndarray) -> None:
+        t0, t1 = np.clip(start, 0.0, duration_s), np.clip(timing.t_end, 0.0, duration_s)
+        segments = [[round(float(a), 3), round(float(b), 3)] for a, b in zip(t0, t1, strict=True) if b - a > 1e-3]
+        out.append({"label": label, "phrase": phrase, "leads": list(leads), "wave": wave, "segments_s": segments})
+
+    territory = findings.mi_territory
+    if territory is not None:
+        name = territory.capitalize()
+        if findings.mi_acute:
+            entry("MI", f"Acute {territory} infarct", TERRITORY_LEADS[territory], "ST-T", timing.j_point)
+        else:
+            entry("MI", f"{name} infarct - age undetermined", TERRITORY_LEADS[territory], "QRS-T", timing.qrs_onset)
+    if findings.sttc:
+        entry("STTC", "Nonspecific ST and T wave abnormality", STTC_LEADS, "ST-T", timing.j_point)
+    return out
 
 
 def write_wfdb(

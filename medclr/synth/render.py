@@ -45,7 +45,7 @@ def _truth_row(study: Study, ids: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "cohort": p.cohort, **ids, "study_number": study.number, "age": p.age, "sex": p.sex,
         "ecg_offset_hours": round(study.ecg_offset_hours, 3), "history": "; ".join(study.state.history),
-        "cxr_path": "", "ecg_path": "", "boxes": "[]",
+        "cxr_path": "", "ecg_path": "", "boxes": "[]", "ecg_findings": "[]",
     }
     row.update({f"cxr/{k}": float(v) for k, v in study.state.cxr.labels.items()})
     row.update({f"ecg/{k}": float(v) for k, v in study.state.ecg.superclasses.items()})
@@ -131,11 +131,12 @@ def _chexpert(root: Path, study: Study, ids: dict[str, Any], image: np.ndarray, 
 
 def _render_ecg(root: Path, study: Study, ids: dict[str, Any], when: datetime, rng: np.random.Generator,
                 truth: dict[str, Any]) -> Rows:
-    from medclr.synth.ecg import simulate_ecg, write_wfdb
+    from medclr.synth.ecg import ecg_findings, simulate_ecg_timed, write_wfdb
     from medclr.synth.reports import ecg_machine_statements
 
     findings = study.state.ecg
-    signal = simulate_ecg(findings, rng, fs=ECG_FS, duration_s=10.0)  # [12, T] mV, standard order
+    signal, timing = simulate_ecg_timed(findings, rng, fs=ECG_FS, duration_s=10.0)  # [12, T] mV, standard order
+    truth["ecg_findings"] = json.dumps(ecg_findings(findings, timing, duration_s=10.0))  # grounding truth
     subject = ids["subject_id"]
     if study.patient.cohort == "ptbxl":  # one statement per sentence: PTB-XL's report is free text
         statements = ecg_machine_statements(findings, rng, continuation_rate=0.0)

@@ -12,7 +12,9 @@ Patients are split into three cohorts that mirror where the real data comes from
 - ``ptbxl`` (20 %): ECGs only -> ``ptbxl/`` (500 Hz and 100 Hz copies, SCP codes, ten stratified folds).
 
 ``truth.csv`` at the top holds every study's latent state and labels (the ground truth the manifests'
-labels can be checked against, and the source of the joint labels; see :mod:`medclr.synth.latent`).
+labels can be checked against, and the source of the joint labels; see :mod:`medclr.synth.latent`), the X-ray
+finding boxes (``boxes``) and where each ECG's localised findings are (``ecg_findings``: leads and beat
+segments, see :func:`medclr.synth.ecg.ecg_findings`), the ground truth of phrase grounding.
 Generation is parallel over processes and deterministic for a seed: each patient draws from its own
 generator seeded by ``(seed, patient index)``, so the order and the number of workers do not matter.
 """

@@ -15,6 +15,13 @@ Two complementary signals pick the best checkpoint and catch the failure modes o
   zeros because the modality was never seen) probes at ~0.5 even when retrieval between the other towers looks
   fine.
 
+* **Zero-shot AUROC** (the task the model is for, and the demo's selection metric): the query modality's
+  embeddings scored against the default prompts (:func:`medclr.eval.prompts.default_prompts`: CheXzero pairs for
+  X-rays, PTB-XL statement descriptions or ``configs/prompts/ecg.yaml`` for ECGs) with the objective's own score
+  (:mod:`medclr.eval.zero_shot`); ``val/zeroshot_auroc/<modality>`` is the macro AUROC over the labels the
+  validation rows have, ``val/zeroshot_auroc_mean`` the mean over modalities. Without it a run is selected on
+  probes, which reward any linearly separable feature, not the alignment with text.
+
 Metrics are flat keys, as everywhere in medclr.
 """
 
@@ -23,13 +30,19 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from medclr.models import MedClr
 from medclr.types import Batch
+
+if TYPE_CHECKING:
+    from medclr.eval.prompts import PromptSet
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +60,7 @@ def embed_batches(model: nn.Module, batches: Iterable[Batch], device: torch.devi
         out = model(batch.to(device))
         for m in modalities:
             mask = batch.present.get(m, torch.zeros(batch.size, dtype=torch.bool))
-            rows = out[m].float().cpu().numpy() if m in out else np.zeros((batch.size, 1), np.float32)
+            rows = out[m].float().cpu().numpy() if m in out else np.zeros((batch.size, _embed_dim(model)), np.float32)
             emb[m].append(rows)
             present[m].append(mask.cpu().numpy())
         if batch.labels is not None:
@@ -132,16 +145,45 @@ def probe_metrics(emb: dict[str, np.ndarray], present: dict[str, np.ndarray], la
     return out
 
 
+def zero_shot_metrics(model: MedClr, emb: dict[str, np.ndarray], present: dict[str, np.ndarray], labels: np.ndarray,
+                      label_names: Sequence[str], prompts: Mapping[str, PromptSet], loss_name: str) -> dict[str, float]:
+    """``val/zeroshot_auroc/<query>`` per prompt set whose query modalities were embedded, and their mean."""
+    from medclr.eval.embeddings import Embeddings
+    from medclr.eval.zero_shot import zero_shot
+
+    if labels.size == 0 or "report" not in model.modalities:
+        return {}
+    table = Embeddings(emb, present, labels, list(label_names), pd.DataFrame(index=range(len(labels))), loss_name,
+                       float(model.logit_scale))
+    out: dict[str, float] = {}
+    for query, prompt_set in prompts.items():
+        if not all(m in emb and present[m].any() for m in prompt_set.modalities):
+            continue
+        macro = zero_shot(model, table, prompt_set, reps=0).metrics.get("auroc_macro")
+        if isinstance(macro, float) and np.isfinite(macro):
+            out[f"val/zeroshot_auroc/{query}"] = macro
+    if out:
+        out["val/zeroshot_auroc_mean"] = float(np.mean(list(out.values())))
+    return out
+
+
 def validate(model: nn.Module, batches: Iterable[Batch], device: torch.device, modalities: Sequence[str],
-             label_names: Sequence[str], seed: int = 0,
-             groups: dict[str, np.ndarray] | None = None) -> dict[str, float]:
-    """Embed the validation split and compute retrieval and probe metrics (model left in eval mode)."""
+             label_names: Sequence[str], seed: int = 0, groups: dict[str, np.ndarray] | None = None,
+             prompts: Mapping[str, PromptSet] | None = None, loss_name: str = "convirt") -> dict[str, float]:
+    """Embed the validation split and compute retrieval, probe and (with ``prompts``) zero-shot metrics (model
+    left in eval mode)."""
     model.eval()
     emb, present, labels = embed_batches(model, batches, device, modalities)
     metrics = {"val/rows": float(len(next(iter(present.values()))))}
     metrics.update(retrieval_metrics(emb, present, groups))
     metrics.update(probe_metrics(emb, present, labels, label_names, seed))
+    if prompts and isinstance(model, MedClr):
+        metrics.update(zero_shot_metrics(model, emb, present, labels, label_names, prompts, loss_name))
     return metrics
+
+
+def _embed_dim(model: nn.Module) -> int:
+    return int(getattr(model, "embed_dim", 1))
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:

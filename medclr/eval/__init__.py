@@ -1,0 +1,1 @@
+"""Evaluation: embeddings, metrics, retrieval, zero-shot classification, grounding and probes."""

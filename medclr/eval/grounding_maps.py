@@ -1,0 +1,182 @@
+"""Phrase-grounding similarity maps: a phrase's cosine with each projected token of an X-ray or an ECG, laid onto
+the original pixels (or samples). The metrics on these maps: :mod:`medclr.eval.grounding_metrics`; evaluation:
+:mod:`medclr.eval.grounding`.
+
+The similarity map (BioViL; Boecking et al., "Making the Most of Text Semantics to Improve Biomedical
+Vision-Language Processing", ECCV 2022, which also released the MS-CXR boxes used here). A tower's tokens went
+through the same projection head as its pooled vector (:meth:`medclr.models.MedClr.encode_tokens`), so each token
+lives in the shared space. With unit token vectors ``v_ij`` on the token grid and a unit phrase embedding ``t``::
+
+    S[i, j] = cos(v_ij, t) = v_ij . t          in [-1, 1], one value per grid cell
+
+**Which score.** A phrase and one token are a *pair*, whatever the training loss: for ConVIRT/CLIP the pair score is
+the cosine; Symile's multilinear inner product of two vectors *is* their dot product (the cosine for unit vectors);
+GRAM's volume of two unit vectors is ``sqrt(1 - cos^2)``, which forgets the sign (a token pointing *away* from the
+phrase would score like one pointing at it), so the signed cosine is used for every objective.
+
+**Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` covers input pixels ``[i s, (i + 1) s)``
+(ViT patches; for CNN feature maps its centre is ``(i + 1/2) s``, see ``medclr.models.encoders.cxr``). The map is
+read as a bilinear surface through the cell centres (edge values held constant beyond the outer centres), and each
+original pixel centre ``p`` takes its value at the grid coordinate ``g = from_original(p) / s - 1/2`` where
+:meth:`medclr.types.Geometry.from_original` applies the recorded crop -> resize -> pad. This is the exact
+composition of "upsample bilinearly to the network input, then undo the pad and the resize", evaluated once (no
+second resampling). Pixels outside a recorded crop are NaN (as in BioViL's inference engine) and every metric
+ignores NaN pixels. The geometry is axis-aligned, so the map is ``R @ S @ C^T`` with interpolation matrices
+``R [H0, h]`` and ``C [W0, w]``. ECG maps do the same along time only (lead x time-patch grid -> ``[12, T]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medclr.models.model import MedClr
+from medclr.types import EncoderOutput, Geometry
+
+
+def _linear_weights(coords: np.ndarray, size: int) -> np.ndarray:
+    """``[n, size]`` weights that read a length-``size`` grid linearly at grid coordinates ``coords`` (clamped)."""
+    c = np.clip(np.asarray(coords, dtype=np.float64), 0.0, size - 1)
+    weights = np.zeros((c.size, size))
+    if size == 1:
+        weights[:, 0] = 1.0
+        return weights
+    lo = np.minimum(np.floor(c).astype(np.int64), size - 2)
+    frac = c - lo
+    rows = np.arange(c.size)
+    weights[rows, lo] = 1.0 - frac
+    weights[rows, lo + 1] += frac
+    return weights
+
+
+def _stride(out: EncoderOutput) -> tuple[float, ...]:
+    if out.grid is None:
+        raise ValueError("this encoder gives no token grid; grounding needs one")
+    if out.token_stride is not None:
+        return tuple(float(s) for s in out.token_stride)
+    if out.input_size is None:
+        raise ValueError("the encoder output records neither token_stride nor input_size")
+    return tuple(i / g for i, g in zip(out.input_size[-len(out.grid):], out.grid, strict=True))
+
+
+def cxr_grid_to_original(sim_grid: np.ndarray, stride: Sequence[float], geometry: Geometry) -> np.ndarray:
+    """A token-grid map ``[h, w]`` -> float32 ``[H0, W0]`` in original pixels (module docstring: the maths)."""
+    h, w = sim_grid.shape
+    h0, w0 = geometry.original_size
+    rows, cols = np.arange(h0) + 0.5, np.arange(w0) + 0.5  # original pixel centres
+    net_r = geometry.from_original(np.stack([rows, np.zeros_like(rows)], axis=-1))[:, 0]  # [H0] network rows
+    net_c = geometry.from_original(np.stack([np.zeros_like(cols), cols], axis=-1))[:, 1]  # [W0] network cols
+    r = _linear_weights(net_r / stride[0] - 0.5, h)  # [H0, h]
+    c = _linear_weights(net_c / stride[1] - 0.5, w)  # [W0, w]
+    out = (r @ np.asarray(sim_grid, dtype=np.float64) @ c.T).astype(np.float32)  # [H0, W0]
+    if geometry.crop is not None:  # pixels the network never saw
+        top, left, ch, cw = geometry.crop
+        out[(rows < top) | (rows >= top + ch), :] = np.nan
+        out[:, (cols < left) | (cols >= left + cw)] = np.nan
+    return out
+
+
+def ecg_grid_to_signal(sim_grid: np.ndarray, out: EncoderOutput, n_leads: int = 12) -> np.ndarray:
+    """A token-grid map (``(lead, time)`` or ``(time,)``) -> float32 ``[n_leads, T]`` on the ECG's samples.
+
+    Time patch ``j`` covers samples ``[j P, (j + 1) P)``; sample ``k`` reads the time profile at grid coordinate
+    ``(k + 1/2) / P - 1/2``. A ``(time,)`` grid (no lead axis) is broadcast to every lead.
+    """
+    if out.input_size is None:
+        raise ValueError("the ECG encoder output records no input_size")
+    length = int(out.input_size[-1])
+    t = _linear_weights((np.arange(length) + 0.5) / _stride(out)[-1] - 0.5, sim_grid.shape[-1])  # [T, n]
+    if out.grid_axes == ("lead", "time"):
+        return (np.asarray(sim_grid, dtype=np.float64) @ t.T).astype(np.float32)  # [12, T]
+    if out.grid_axes == ("time",):
+        profile = (t @ np.asarray(sim_grid, dtype=np.float64)).astype(np.float32)  # [T]
+        return np.broadcast_to(profile, (n_leads, length)).copy()
+    raise ValueError(f"cannot lay an ECG map on grid axes {out.grid_axes}")
+
+
+@contextmanager
+def _eval_mode(model: MedClr) -> Iterator[None]:
+    """Eval mode without gradients for the block; the model's previous mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _token_grids(model: MedClr, modality: str, x: Tensor) -> tuple[EncoderOutput, Tensor]:
+    """Encoder output and its unit tokens on the grid ``[B, *grid, D]``."""
+    with _eval_mode(model):
+        out = model.encode_tokens(modality, x)
+    if out.tokens is None or out.grid is None:
+        raise ValueError(f"the {modality} encoder gives no token grid; grounding needs one")
+    return out, F.normalize(out.token_map().float(), dim=-1)
+
+
+def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
+    return F.normalize(phrase_emb.detach().float().to(device).reshape(-1, phrase_emb.shape[-1]), dim=-1)  # [P, D]
+
+
+def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Sequence[Tensor]
+                         ) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """Cosine maps on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of phrases for every image
+    (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and the grid's stride in input pixels."""
+    out, tokens = _token_grids(model, "cxr", images)  # tokens: [B, h, w, D]
+    per_image = [phrase_embs] * tokens.shape[0] if isinstance(phrase_embs, Tensor) else list(phrase_embs)
+    if len(per_image) != tokens.shape[0]:
+        raise ValueError(f"{tokens.shape[0]} images but {len(per_image)} sets of phrases")
+    grids = [torch.einsum("hwd,pd->phw", tokens[b], _unit(phrases, tokens.device)).cpu().numpy()  # [P, h, w]
+             for b, phrases in enumerate(per_image)]
+    return grids, _stride(out)
+
+
+def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geometry],
+                        phrase_embs: Tensor | Sequence[Tensor]) -> list[np.ndarray]:
+    """Batch form of :func:`cxr_similarity_map`: ``images [B, 1, S, S]``, one Geometry per image, and either one
+    ``[P, D]`` tensor of phrases for every image or one ``[P_b, D]`` per image -> B float32 ``[P_b, H0, W0]``.
+    Full-resolution maps are large (a 3000 x 2500 X-ray: 30 MB per phrase); evaluation maps one phrase at a time
+    from :func:`cxr_similarity_grids`."""
+    grids, stride = cxr_similarity_grids(model, images, phrase_embs)
+    if len(geometries) != len(grids):
+        raise ValueError(f"{len(grids)} images but {len(geometries)} geometries")
+    maps = []
+    for sims, geometry in zip(grids, geometries, strict=True):  # sims: [P_b, h, w]
+        mapped = [cxr_grid_to_original(s, stride, geometry) for s in sims]
+        maps.append(np.stack(mapped) if mapped else np.zeros((0, *geometry.original_size), np.float32))
+    return maps
+
+
+def cxr_similarity_map(model: MedClr, image: Tensor, geometry: Geometry, phrase_emb: Tensor) -> np.ndarray:
+    """Cosine of ``phrase_emb [D]`` with each projected patch token of ``image`` (``[1, S, S]`` or ``[1, 1, S, S]``,
+    preprocessed as in training), as float32 ``[H0, W0]`` in the original image's pixels (``geometry``)."""
+    x = image if image.ndim == 4 else image[None]  # [1, 1, S, S]
+    if x.shape[0] != 1:
+        raise ValueError(f"one image per call (got {x.shape[0]}); use cxr_similarity_maps for a batch")
+    return cxr_similarity_maps(model, x, [geometry], phrase_emb.reshape(1, -1))[0][0]
+
+
+def ecg_similarity_maps(model: MedClr, ecgs: Tensor, phrase_embs: Sequence[Tensor]) -> tuple[list[np.ndarray], bool]:
+    """``ecgs [B, 12, T]`` and one ``[P_b, D]`` per record -> B float32 ``[P_b, 12, T]``, and whether the encoder
+    has a lead axis (False: each map is one time profile broadcast to the leads)."""
+    out, tokens = _token_grids(model, "ecg", ecgs)  # [B, 12, n, D] or [B, n, D]
+    maps = []
+    for b, phrases in enumerate(phrase_embs):
+        sims = (tokens[b] @ _unit(phrases, tokens.device).T).movedim(-1, 0).cpu().numpy()  # [P, *grid]
+        maps.append(np.stack([ecg_grid_to_signal(s, out, ecgs.shape[1]) for s in sims]) if len(sims)
+                    else np.zeros((0, *ecgs.shape[1:]), np.float32))
+    return maps, "lead" in out.grid_axes
+
+
+def ecg_similarity_map(model: MedClr, ecg: Tensor, phrase_emb: Tensor) -> np.ndarray:
+    """Cosine of ``phrase_emb [D]`` with each projected lead x time token of ``ecg [12, T]`` (preprocessed as in
+    training), as float32 ``[12, T]``; see :func:`ecg_grid_to_signal` for encoders without a lead axis."""
+    x = ecg if ecg.ndim == 3 else ecg[None]  # [1, 12, T]
+    maps, _ = ecg_similarity_maps(model, x, [phrase_emb.reshape(1, -1)])
+    return maps[0][0]  # [12, T]

@@ -1,0 +1,256 @@
+"""``medclr eval``: run one evaluation task on a trained run and a manifest, write flat metrics and plots.
+
+``evaluate(EvalRequest(run_dir, manifest, task))`` loads the run's model once, embeds the evaluation split(s) of
+the manifest exactly as training preprocessed them (:mod:`medclr.eval.embeddings`), runs the task and returns
+its metrics; with ``out`` set they go to ``out`` (JSON, flat keys, written atomically) and plots to the folder
+``<out stem>_plots/`` beside it. Every metrics file states its protocol: the task, split(s), prompts, label
+columns, label policy, run, checkpoint and objective.
+
+Tasks (registry ``TASKS``): ``zeroshot-cxr``, ``zeroshot-ecg``, ``zeroshot-joint``, ``retrieval``,
+``grounding``, ``probe``, ``diagnostics``.
+
+**Evaluation split.** ``test`` by default (PTB-XL: fold 10). On a PTB-XL manifest whose fold 10 has fewer than
+``SMALL_TEST_ROWS`` rows (the small real excerpt) folds 9 and 10 are pooled, and the metrics say so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medclr.atomic import atomic_path
+from medclr.data.manifest import read_manifest
+from medclr.errors import MedclrError, MedclrInputError
+from medclr.eval.embeddings import Embeddings, embed_manifest
+from medclr.eval.prompts import PromptSet, Query, default_prompts, load_prompts
+from medclr.models import MedClr
+from medclr.registry import Registry
+
+log = logging.getLogger(__name__)
+
+SMALL_TEST_ROWS = 200
+Metrics = dict[str, Any]
+
+
+@dataclass
+class EvalRequest:
+    """What to evaluate and how; the CLI fills it from its flags."""
+
+    run_dir: Path
+    manifest: Path
+    task: str
+    out: Path | None = None
+    splits: list[str] | None = None  # None: the default evaluation split (module docstring)
+    prompts: Path | None = None  # a prompt file; None: the task's default
+    checkpoint: str = "best"
+    reps: int = 1000  # bootstrap replicates (0: no CIs)
+    seed: int = 0
+    max_rows: int | None = None
+    batch_size: int = 64
+    plots: bool = True
+    progress: bool = True
+    device: str = "cpu"
+
+
+@dataclass
+class EvalContext:
+    """The loaded model, the manifest's evaluation split(s) and their embeddings (computed once)."""
+
+    request: EvalRequest
+    model: MedClr
+    splits: list[str]
+    split_note: str
+    protocol: dict[str, Any] = field(default_factory=dict)  # protocol statements the task adds
+
+    @cached_property
+    def embeddings(self) -> Embeddings:
+        return self.embed(self.splits)
+
+    def embed(self, splits: list[str]) -> Embeddings:
+        r = self.request
+        return embed_manifest(self.model, r.run_dir, r.manifest, splits=splits, batch_size=r.batch_size,
+                              max_rows=r.max_rows, progress=r.progress)
+
+    @property
+    def plots_dir(self) -> Path | None:
+        r = self.request
+        if r.out is None or not r.plots:
+            return None
+        folder = r.out.with_name(f"{r.out.stem}_plots")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+Task = Callable[[EvalContext], Metrics]
+TASKS: Registry[Task] = Registry("evaluation task")
+
+
+def default_splits(manifest: Path) -> tuple[list[str], str]:
+    """The evaluation split(s) of a manifest and a sentence saying why (module docstring)."""
+    m = read_manifest(manifest)
+    counts = m.frame["split"].astype(str).value_counts()
+    if "test" not in counts:
+        return sorted(counts.index), f"no 'test' split: all rows ({', '.join(sorted(counts.index))})"
+    if m.info.source == "ptbxl" and counts["test"] < SMALL_TEST_ROWS and "val" in counts:
+        return ["val", "test"], (f"PTB-XL excerpt: fold 10 has only {counts['test']} rows, so folds 9-10 (val + "
+                                 f"test, {counts['test'] + counts['val']} rows) are pooled")
+    return ["test"], f"split 'test' ({counts['test']} rows)"
+
+
+def evaluate(request: EvalRequest) -> Metrics:
+    """Run ``request.task``; see the module docstring."""
+    from medclr.train.checkpoint import load_model
+
+    if request.task not in TASKS:
+        raise MedclrError(f"unknown task '{request.task}'; valid: {', '.join(TASKS.names())}")
+    if not request.manifest.is_file():
+        raise MedclrInputError(request.manifest, "manifest not found", "write one with `medclr prepare`")
+    splits, note = (request.splits, f"split(s) {', '.join(request.splits)} (as requested)") if request.splits \
+        else default_splits(request.manifest)
+    model = load_model(request.run_dir, checkpoint=request.checkpoint, device=request.device)
+    ctx = EvalContext(request, model, splits, note)
+    metrics = TASKS.get(request.task)(ctx)
+    header: Metrics = {
+        "task": request.task, "run_dir": str(request.run_dir), "checkpoint": request.checkpoint,
+        "manifest": str(request.manifest), "splits": ",".join(splits), "split_protocol": note,
+        "objective": _objective(request.run_dir), **ctx.protocol,
+    }
+    result = {**header, **metrics}
+    if request.out is not None:
+        with atomic_path(request.out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1, default=_json_default, allow_nan=True) + "\n")
+    return result
+
+
+def _objective(run_dir: Path) -> str:
+    from medclr.config import load_config
+
+    return load_config(run_dir / "config.yaml").loss.name
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --- prompts and label columns ------------------------------------------------------------------------------------
+
+def task_prompts(ctx: EvalContext, query: Query) -> PromptSet:
+    """``--prompts`` file, else :func:`~medclr.eval.prompts.default_prompts` for the manifest."""
+    if ctx.request.prompts is None:
+        return default_prompts(query, read_manifest(ctx.request.manifest).info)
+    prompts = load_prompts(ctx.request.prompts)
+    if prompts.query != query:
+        raise MedclrError(f"{ctx.request.prompts}: a '{prompts.query}' prompt file; this task queries '{query}'")
+    return prompts
+
+
+def zero_shot_task(query: Query) -> Task:
+    def run(ctx: EvalContext) -> Metrics:
+        from medclr.eval.zero_shot import zero_shot
+
+        prompts = task_prompts(ctx, query)
+        result = zero_shot(ctx.model, ctx.embeddings, prompts, reps=ctx.request.reps, seed=ctx.request.seed)
+        ctx.protocol["label_policy"] = "; ".join(f"{k}: {v}" for k, v in ctx.embeddings.meta["label_policy"].items())
+        if ctx.plots_dir is not None and result.labels:
+            from medclr.eval.plots import roc_curves_png
+
+            roc_curves_png(result.targets, result.scores, result.labels, ctx.plots_dir / "roc.png",
+                           f"zero-shot {query}: ROC on {', '.join(ctx.splits)}")
+        return result.metrics
+    return run
+
+
+TASKS.register("zeroshot-cxr")(zero_shot_task("cxr"))
+TASKS.register("zeroshot-ecg")(zero_shot_task("ecg"))
+TASKS.register("zeroshot-joint")(zero_shot_task("joint"))
+
+
+@TASKS.register("retrieval")
+def retrieval_task(ctx: EvalContext) -> Metrics:
+    """Every ordered modality pair and the two-to-one tasks; identical report texts count as the same item."""
+    from medclr.eval.retrieval import retrieval_metrics
+
+    emb = ctx.embeddings
+    groups = {}
+    if "report" in emb.vectors:
+        groups["report"] = pd.factorize(emb.rows["report"].fillna(""))[0]
+    ctx.protocol["retrieval_protocol"] = (
+        "exact ranks over all rows of the split that have the query and target modalities; the partner (or an "
+        "identical report text) is the positive; ranks count candidates scoring strictly higher; chance "
+        "recall@K = K/n; scores = the objective's own (cosine | Symile MIP | negative GRAM volume)")
+    metrics = retrieval_metrics(emb.vectors, emb.present, emb.loss, groups=groups, reps=ctx.request.reps,
+                                seed=ctx.request.seed)
+    if ctx.plots_dir is not None and "report" in emb.vectors and "cxr" in emb.vectors:
+        from medclr.eval.plots import retrieval_examples_png
+
+        retrieval_examples_png(emb, ctx.plots_dir / "retrieval_report_to_cxr.png", read_manifest(ctx.request.manifest))
+    return metrics
+
+
+@TASKS.register("diagnostics")
+def diagnostics_task(ctx: EvalContext) -> Metrics:
+    from medclr.eval.diagnostics import diagnostics
+
+    return diagnostics(ctx.embeddings, ctx.request.seed)
+
+
+@TASKS.register("probe")
+def probe_task(ctx: EvalContext) -> Metrics:
+    """Logistic regression on the training split's embeddings, scored on the evaluation split."""
+    from medclr.eval.probe import linear_probe
+    from medclr.eval.zero_shot import label_column
+
+    test = ctx.embeddings
+    train = ctx.embed(["train"])
+    labels: dict[str, list[str]] = {}
+    queries: tuple[Query, ...] = ("cxr", "ecg")
+    for m in queries:
+        if m not in test.vectors:
+            continue
+        columns = [label_column(test, x, (m,)) for x in task_prompts(ctx, m).labels]
+        labels[m] = [c for c in columns if c is not None]
+    ctx.protocol["probe_protocol"] = ("logistic regression (C=1) on frozen unit embeddings of split 'train' with "
+                                      "1/10/100% of its labelled rows (stratified), AUROC on the evaluation split")
+    return linear_probe(train, test, labels, reps=ctx.request.reps, seed=ctx.request.seed)
+
+
+@TASKS.register("grounding")
+def grounding_task(ctx: EvalContext) -> Metrics:
+    from medclr.eval.grounding import evaluate_grounding_task
+
+    return evaluate_grounding_task(ctx)
+
+
+# --- terminal summary ----------------------------------------------------------------------------------------------
+
+def summary_table(metrics: Metrics, max_rows: int = 40) -> str:
+    """The headline numbers as an aligned two-column table, each with its CI when present."""
+    skip = ("_ci_low", "_ci_high")
+    headline = ("auroc", "recall@", "mrr/", "median_rank/", "chexpert5x200", "probe/", "cnr", "miou", "pointing_game",
+                "gap/", "alignment/", "uniformity/", "effective_rank/", "ecg/")
+    rows = []
+    for key, value in metrics.items():
+        if not isinstance(value, float | int) or key.endswith(skip) or not key.startswith(headline):
+            continue
+        if key.startswith("probe/") and "/auroc/" in key:
+            continue
+        low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+        text = f"{value:.3f}" if not math.isnan(value) else "nan"
+        if isinstance(low, float) and isinstance(high, float) and not (math.isnan(low) or math.isnan(high)):
+            text += f"  [{low:.3f}, {high:.3f}]"
+        rows.append((key, text))
+    if len(rows) > max_rows:
+        rows = [*rows[:max_rows], ("...", f"{len(rows) - max_rows} more in the metrics file")]
+    width = max((len(k) for k, _ in rows), default=10)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,290 @@
+"""Phrase grounding: hand-computed metrics, the grid -> original-pixel geometry, maps from stub and tiny models,
+``evaluate_grounding`` on a tiny synthetic world (X-ray boxes from ``ms-cxr/``, ECG truth from ``truth.csv``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medclr.data.cache import CacheSettings
+from medclr.data.transforms import resize_pad
+from medclr.errors import MedclrInputError
+from medclr.eval import grounding as g
+from medclr.eval import grounding_maps, grounding_metrics
+from medclr.io.leads import STANDARD_LEADS
+from medclr.models import build_model
+from medclr.models.encoders.base import Encoder
+from medclr.models.factory import model_config_from_dict
+from medclr.models.model import LogitScale, MedClr, Tower
+from medclr.types import EncoderOutput, Geometry
+from tests.models.conftest import tiny_bert_dir  # noqa: F401 - re-exported fixture
+from tests.train.conftest import model_dict
+
+SETTINGS = CacheSettings(image_size=32, ecg_fs=50.0, ecg_samples=500)  # what model_dict's towers take
+MAP = np.array([[0, 0, 0, 0], [0, 4, 2, 0], [0, 2, 0, 0], [0, 0, 0, 0]], dtype=np.float32)
+BOX = [[1, 1, 2, 2]]  # x, y, w, h: rows 1-2, cols 1-2
+
+
+# ------------------------------------------------------------------------------------------- metrics by hand
+def test_cnr_by_hand() -> None:
+    # inside {4, 2, 2, 0}: mean 2, var 2; outside: twelve 0s, var 0 -> (2 - 0) / sqrt(2)
+    assert g.cnr(MAP, BOX) == pytest.approx(math.sqrt(2))
+    assert g.cnr(MAP, g.boxes_mask(MAP.shape, BOX)) == pytest.approx(math.sqrt(2))  # a mask works the same
+    # box on four 0s (var 0); outside {4, 2, 2, nine 0s}: mean 2/3, var 2 - 4/9 = 14/9 -> -(2/3) / sqrt(14/9)
+    assert g.cnr(MAP, [[2, 2, 2, 2]]) == pytest.approx(-2 / math.sqrt(14))
+    assert math.isnan(g.cnr(MAP, [[0, 0, 4, 4]]))  # no outside
+    assert g.cnr(-MAP, BOX) == pytest.approx(-math.sqrt(2))  # signed
+
+
+def test_pointing_game_by_hand() -> None:
+    assert g.pointing_game(MAP, BOX) == 1.0
+    assert g.pointing_game(MAP, [[2, 2, 2, 2]]) == 0.0
+    hidden = MAP.copy()
+    hidden[1, 1] = np.nan  # NaN pixels are ignored: the max is then 2 at (1, 2) (first in row-major order)
+    assert g.pointing_game(hidden, [[2, 1, 1, 1]]) == 1.0
+    assert g.pointing_game(np.ones((3, 3)), [[0, 0, 1, 1]]) == 1.0  # ties: the first pixel
+
+
+def test_miou_by_hand() -> None:
+    # min-max normalised: 1 at (1,1), 0.5 at (1,2) and (2,1). tau 0.3-0.5: 3 predicted px, all in the 4-px box -> 3/4;
+    # tau 0.6-0.7: 1 px -> 1/4. Mean over the five thresholds: (3 * 0.75 + 2 * 0.25) / 5 = 0.55.
+    assert g.miou(MAP, BOX) == pytest.approx(0.55)
+    assert g.miou(3.0 * MAP - 1.0, BOX) == pytest.approx(0.55)  # invariant to increasing affine maps
+    assert g.miou(MAP, BOX, [0.5]) == pytest.approx(0.75)
+    # BioViL: raw map at 0.1-0.5: always the same 3 px -> 0.75
+    assert g.miou(MAP, BOX, g.BIOVIL_THRESHOLDS, normalize=False) == pytest.approx(0.75)
+    assert g.miou(np.zeros((4, 4)), BOX) == 0.0  # a constant map predicts nothing
+
+
+def test_boxes_mask_uses_pixel_centres() -> None:
+    mask = g.boxes_mask((4, 6), [[0.6, 0.0, 1.0, 2.0], [4.0, 3.0, 9.0, 9.0]])
+    assert np.argwhere(mask).tolist() == [[0, 1], [1, 1], [3, 4], [3, 5]]  # centre 0.5 < 0.6; clipped at the edge
+
+
+def test_ecg_metrics_by_hand() -> None:
+    sim = np.zeros((12, 10), dtype=np.float32)
+    sim[STANDARD_LEADS.index("V2"), 3] = 1.0
+    assert g.ecg_pointing_game_lead(sim, ["V1", "V2"]) == 1.0
+    assert g.ecg_pointing_game_lead(sim, ["II", "III", "aVF"]) == 0.0
+    time = g.segments_mask(10, [[0.25, 0.4]], fs=10.0, offset_s=0.0)  # samples at 0.3 s: index 3
+    assert time.tolist() == [False, False, False, True] + [False] * 6
+    assert g.ecg_pointing_game_segment(sim, time) == 1.0
+    assert g.segments_mask(10, [[1.25, 1.4]], fs=10.0, offset_s=1.0)[3]  # a centre crop shifts the clock
+    assert g.ecg_lead_auroc(sim, ["V2"]) == 1.0
+    assert g.ecg_lead_auroc(sim, ["V1"]) == pytest.approx(0.5 * 10 / 11)  # ties with 10 zero leads, loses to V2
+    assert math.isnan(g.ecg_lead_auroc(sim, list(STANDARD_LEADS)))
+
+
+# --------------------------------------------------------------------------------------------------- geometry
+@pytest.mark.parametrize(("original", "hot", "rows", "cols"), [
+    ((40, 64), (1, 2), (4, 20), (32, 48)),  # landscape: 32 x 20 after resizing, 6 rows of padding above and below
+    ((64, 40), (2, 1), (32, 48), (4, 20)),  # portrait: 6 columns of padding left and right
+])
+def test_one_hot_patch_maps_onto_its_region_of_the_original(original: tuple[int, int], hot: tuple[int, int],
+                                                           rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    _, geom = resize_pad(np.zeros(original, dtype=np.float32), 32)
+    geometry = Geometry(original_size=original, resized_size=(geom.resized_h, geom.resized_w),
+                        pad=(geom.top, geom.bottom, geom.left, geom.right))
+    grid = np.zeros((4, 4))
+    grid[hot] = 1.0  # patch (i, j) covers input pixels [8i, 8i + 8) x [8j, 8j + 8)
+    sim = g.cxr_grid_to_original(grid, (8, 8), geometry)
+    assert sim.shape == original
+    high = np.argwhere(sim >= 0.5)
+    assert high[:, 0].min() >= rows[0] and high[:, 0].max() < rows[1]
+    assert high[:, 1].min() >= cols[0] and high[:, 1].max() < cols[1]
+    peak = np.unravel_index(int(np.argmax(sim)), sim.shape)
+    centre = ((rows[0] + rows[1]) / 2, (cols[0] + cols[1]) / 2)
+    assert abs(peak[0] + 0.5 - centre[0]) <= 0.5 and abs(peak[1] + 0.5 - centre[1]) <= 0.5
+    assert g.pointing_game(sim, [[cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]]]) == 1.0
+
+
+def test_identity_geometry_is_torch_bilinear_and_crops_are_nan() -> None:
+    grid = np.random.default_rng(0).normal(size=(4, 4))
+    sim = g.cxr_grid_to_original(grid, (8, 8), Geometry(original_size=(32, 32)))
+    ref = F.interpolate(torch.tensor(grid)[None, None], size=(32, 32), mode="bilinear", align_corners=False)[0, 0]
+    np.testing.assert_allclose(sim, ref.numpy(), atol=1e-5)
+    cropped = g.cxr_grid_to_original(grid, (8, 8), Geometry(original_size=(40, 40), crop=(4, 4, 32, 32)))
+    assert np.isnan(cropped[:4]).all() and np.isnan(cropped[:, 36:]).all() and np.isfinite(cropped[4:36, 4:36]).all()
+
+
+def test_time_only_ecg_grid_is_broadcast_to_the_leads() -> None:
+    profile = np.arange(5, dtype=np.float64)
+    out = EncoderOutput(pooled=torch.zeros(1, 2), grid=(5,), grid_axes=("time",), token_stride=(20,), input_size=(100,))
+    sim = g.ecg_grid_to_signal(profile, out)
+    ref = F.interpolate(torch.tensor(profile)[None, None], size=100, mode="linear", align_corners=False)[0, 0]
+    assert sim.shape == (12, 100)
+    np.testing.assert_allclose(sim, np.broadcast_to(ref.numpy(), (12, 100)), atol=1e-5)
+
+
+class OneHotPatches(Encoder):
+    """Stub X-ray encoder: every 8 x 8 patch token is e1 except patch ``hot``, which is e0."""
+
+    def __init__(self, hot: tuple[int, int]) -> None:
+        super().__init__()
+        self.hot, self.out_dim = hot, 4
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        b, h, w = x.shape[0], x.shape[2] // 8, x.shape[3] // 8
+        tokens = torch.zeros(b, h, w, 4)
+        tokens[..., 1] = 1.0
+        tokens[:, self.hot[0], self.hot[1]] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+        return EncoderOutput(pooled=tokens.mean(dim=(1, 2)), tokens=tokens.reshape(b, h * w, 4), grid=(h, w),
+                             grid_axes=("row", "col"), token_stride=(8, 8), input_size=(x.shape[2], x.shape[3]))
+
+
+def test_stub_model_map_points_at_the_hot_patch() -> None:
+    model = MedClr({"cxr": Tower(OneHotPatches((3, 1)), nn.Identity())}, 4, LogitScale(10.0, 100.0))
+    geometry = Geometry(original_size=(100, 50), resized_size=(32, 16), pad=(0, 0, 8, 8))
+    sim = g.cxr_similarity_map(model, torch.zeros(1, 32, 32), geometry, torch.tensor([2.0, 0.0, 0.0, 0.0]))
+    assert sim.shape == (100, 50) and sim.max() == pytest.approx(1.0) and sim.min() == pytest.approx(0.0)
+    # patch (3, 1): input rows 24-32, cols 8-16 -> original rows 75-100, cols 0-25 (input = 0.32 original + pad 8)
+    assert np.unravel_index(int(np.argmax(sim)), sim.shape) == (87, 12)
+    assert g.pointing_game(sim, [[0, 75, 25, 25]]) == 1.0
+    batch = g.cxr_similarity_maps(model, torch.zeros(2, 1, 32, 32), [geometry, geometry],
+                                  [torch.eye(4)[:1], torch.eye(4)[:3]])
+    assert [m.shape for m in batch] == [(1, 100, 50), (3, 100, 50)]
+    np.testing.assert_allclose(batch[1][0], sim)
+
+
+# -------------------------------------------------------------------------------------- tiny model and world
+@pytest.fixture(scope="module")
+def tiny_model(tiny_bert_dir: Path) -> MedClr:  # noqa: F811
+    torch.manual_seed(0)
+    return build_model(model_config_from_dict(model_dict(tiny_bert_dir, lora=False))).eval()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 10-patient synthetic world and its MS-CXR manifest (``medclr prepare ms-cxr``)."""
+    from medclr.data.prepare import PrepareOptions, prepare
+    from medclr.synth.world import generate_world
+
+    root = tmp_path_factory.mktemp("grounding_world")
+    generate_world(root / "world", preset="tiny", patients=10, seed=0, workers=1, progress=False)
+    prepare("ms-cxr", PrepareOptions(root=root / "world" / "ms-cxr", workers=1, progress=False), root / "ms.parquet")
+    return root / "world", root / "ms.parquet"
+
+
+def test_tiny_model_maps_have_the_right_shape(tiny_model: MedClr) -> None:
+    phrase = tiny_model.encode("report", ["Small left pleural effusion."])[0]  # [D]
+    geometry = Geometry(original_size=(50, 37), resized_size=(32, 24), pad=(0, 0, 4, 4))
+    sim = g.cxr_similarity_map(tiny_model, torch.rand(1, 32, 32), geometry, phrase)
+    assert sim.shape == (50, 37) and np.isfinite(sim).all() and np.abs(sim).max() <= 1.0 + 1e-5
+    ecg_map = g.ecg_similarity_map(tiny_model, torch.randn(12, 500), phrase)
+    assert ecg_map.shape == (12, 500) and np.isfinite(ecg_map).all()
+
+
+def test_world_truth_records_ecg_findings(world: tuple[Path, Path]) -> None:
+    truth = pd.read_csv(world[0] / "truth.csv", keep_default_na=False)
+    findings = [f for cell in truth["ecg_findings"] for f in json.loads(cell)]
+    assert findings and {f["label"] for f in findings} <= {"MI", "STTC"}
+    for f in findings:
+        assert set(f["leads"]) <= set(STANDARD_LEADS) and f["phrase"]
+        assert all(0.0 <= t0 < t1 <= 10.0 for t0, t1 in f["segments_s"])
+
+
+def test_evaluate_grounding_on_a_tiny_world(tiny_model: MedClr, world: tuple[Path, Path], tmp_path: Path) -> None:
+    root, manifest = world
+    out = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, truth=root / "truth.csv",
+                               cache_dir=tmp_path, batch_size=3, plots_dir=tmp_path / "plots", max_plots=1)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["grounding_cxr_01.png", "grounding_ecg_01.png"]
+    for key in ("cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance", "n_phrases", "n_images",
+                "ecg/pointing_game_lead", "ecg/pointing_game_segment", "ecg/lead_auroc", "ecg/cnr", "ecg/n"):
+        assert key in out and math.isfinite(out[key]), key
+    phrases = pd.read_parquet(manifest)["grounding"].map(lambda c: len(json.loads(c))).sum()
+    assert out["n_phrases"] == phrases and out["n_images"] == 4
+    labels = {e["label"] for c in pd.read_parquet(manifest)["grounding"] for e in json.loads(c)}
+    assert all(f"pointing_game/{label}" in out and f"cnr/{label}" in out for label in labels)
+    assert 0.0 <= out["pointing_game"] <= 1.0 and 0.0 <= out["miou"] <= 1.0 and out["ecg/n"] >= 4
+    small = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, cache_dir=tmp_path, max_rows=1)
+    assert small["n_images"] == 1 and not any(k.startswith("ecg/") for k in small)
+
+
+def test_grounding_cis_bracket_the_means(tiny_model: MedClr, world: tuple[Path, Path], tmp_path: Path) -> None:
+    root, manifest = world
+    out = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, truth=root / "truth.csv", cache_dir=tmp_path,
+                               batch_size=8, reps=200, seed=1)
+    headline = ("cnr", "miou", "pointing_game", "ecg/pointing_game_lead", "ecg/pointing_game_segment",
+                "ecg/lead_auroc", "ecg/cnr")
+    for key in headline:  # a percentile bootstrap of a mean brackets the mean
+        low, high = out[f"{key}_ci_low"], out[f"{key}_ci_high"]
+        assert math.isfinite(low) and math.isfinite(high), key
+        assert low - 1e-9 <= out[key] <= high + 1e-9, key
+    assert {k for k in out if k.endswith("_ci_low")} == {f"{k}_ci_low" for k in headline}
+    none = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, truth=root / "truth.csv", cache_dir=tmp_path,
+                                max_rows=2, reps=0)
+    assert all(math.isnan(none[f"{k}_ci_{side}"]) for k in headline for side in ("low", "high"))
+
+
+def test_grounding_input_errors(tiny_model: MedClr, world: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(MedclrInputError, match="manifest and/or"):
+        g.evaluate_grounding(tiny_model, settings=SETTINGS)
+    frame = pd.read_parquet(world[1])
+    from medclr.data.manifest import read_manifest, write_manifest
+
+    m = read_manifest(world[1])
+    m.frame = frame.drop(columns=["grounding"])
+    write_manifest(m, tmp_path / "plain.parquet")
+    with pytest.raises(MedclrInputError, match="prepare ms-cxr"):
+        g.evaluate_grounding(tiny_model, tmp_path / "plain.parquet", settings=SETTINGS)
+    (tmp_path / "truth.csv").write_text("subject_id,ecg_path\n1,x\n")
+    with pytest.raises(MedclrInputError, match="ecg_findings"):
+        g.evaluate_grounding(tiny_model, truth=tmp_path / "truth.csv", settings=SETTINGS)
+
+
+def test_overlays_write_pngs(tmp_path: Path) -> None:
+    image = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
+    sim = np.random.default_rng(0).normal(size=(40, 30)).astype(np.float32)
+    path = g.overlay_png(image, sim, [[5, 5, 10, 8]], tmp_path / "cxr.png", "pleural effusion")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ecg = np.random.default_rng(1).normal(size=(12, 200)).astype(np.float32)
+    path = g.ecg_overlay_png(ecg, ecg * 0.1, tmp_path / "ecg.png", "Acute anterior infarct", fs=50.0,
+                             leads=["V1", "V2"], segments_s=[[1.0, 1.5]])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grounding_task_finds_the_world_truth(tiny_model: MedClr, tiny_bert_dir: Path,  # noqa: F811
+                                              world: tuple[Path, Path], tmp_path: Path) -> None:
+    import yaml
+
+    from medclr.config import load_config, save_config
+    from medclr.eval.tasks import EvalContext, EvalRequest
+
+    root, manifest = world
+    assert g.world_truth(manifest) == root / "truth.csv"
+    recipe = {"data": {"manifest": str(manifest), "image_size": 32, "ecg_fs": 50.0, "ecg_samples": 500},
+              "model": model_dict(tiny_bert_dir, lora=False)}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config(tmp_path / "recipe.yaml"), run / "config.yaml")
+    request = EvalRequest(run, manifest, "grounding", progress=False)
+    ctx = EvalContext(request, tiny_model, ["train", "val", "test"], "all splits")
+    out = g.evaluate_grounding_task(ctx)
+    assert out["n_images"] == 4 and out["ecg/n"] >= 4 and "mIoU" in ctx.protocol["grounding_protocol"]
+
+
+def test_reexports_are_the_split_modules_names() -> None:
+    import inspect
+
+    for module in (grounding_maps, grounding_metrics):
+        public = [n for n, f in inspect.getmembers(module, inspect.isfunction)
+                  if not n.startswith("_") and f.__module__ == module.__name__]
+        assert public and all(n in g.__all__ and getattr(g, n) is getattr(module, n) for n in public)
+    assert all(hasattr(g, n) for n in g.__all__)
+    assert g.MIOU_THRESHOLDS is grounding_metrics.MIOU_THRESHOLDS and g.Boxes is grounding_metrics.Boxes
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    results = [doctest.testmod(m) for m in (g, grounding_maps, grounding_metrics)]
+    assert sum(r.attempted for r in results) > 0 and not any(r.failed for r in results)
