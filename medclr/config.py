@@ -116,13 +116,18 @@ class RunConfig:
     log_every: int = knob(10, "append a line to metrics.jsonl every N steps")
     val_every: int = knob(50, "validate every N steps (0 = only at the end)")
     best_metric: str = knob("auto", "validation metric that picks the best checkpoint (higher is better); "
-                                    "auto = val/probe_auroc_mean if labels exist, else val/r1_mean")
+                                    "auto = val/zeroshot_auroc_mean when the validation rows have "
+                                    "labels the default prompts cover, else val/probe_auroc_mean, else val/r1_mean")
     amp: Literal["none", "bf16", "fp16"] = knob("none", "mixed precision (CUDA only)")
     compile: bool = knob(False, "torch.compile each encoder")
     max_nonfinite_steps: int = knob(5, "abort after this many consecutive steps with a non-finite loss or gradient")
     threads: int = knob(0, "torch CPU threads (0 = torch's default)")
     deterministic: bool = knob(True, "torch.use_deterministic_algorithms (exact resume and repeat runs)")
     device: Literal["auto", "cpu", "cuda"] = knob("auto", "auto = cuda when available")
+    strategy: Literal["ddp", "fsdp"] = knob("ddp", "torchrun with > 1 process: ddp = every rank holds the whole "
+                                                   "model; fsdp = the report tower's text model is sharded across "
+                                                   "ranks (FSDP2, one unit per transformer layer) and the rest is "
+                                                   "DDP, for a text tower too large to replicate (e.g. an LLM)")
     find_unused_parameters: bool = knob(True, "DDP: allow towers without inputs in a batch (missing modalities)")
     sync_batchnorm: bool = knob(True, "DDP on CUDA: batch-norm statistics over all ranks")
     dist_timeout_min: float = knob(60.0, "torch.distributed timeout in minutes")

@@ -101,10 +101,11 @@ class EmbeddingIndex:
         if target not in self.vectors:
             raise MedclrInputError(None, f"this index has no '{target}' embeddings",
                                    f"search one of: {', '.join(self.vectors)}")
-        unknown = [m for m in given if m not in self.vectors or m == target]
+        unknown = [m for m in given if m not in self.vectors or (m == target and len(given) > 1)]
         if not given or unknown:
             raise MedclrInputError(None, f"cannot query '{target}' with modalities {list(given)}",
-                                   f"give one or more of {[m for m in self.modalities if m != target]}")
+                                   f"give one or more of {[m for m in self.modalities if m != target]}, or "
+                                   f"'{target}' alone (similar cases)")
         out = []
         for m in (m for m in self.modalities if m in given):
             q = torch.as_tensor(given[m]).detach().to("cpu", torch.float32)

@@ -155,7 +155,8 @@ def test_search_rejects_bad_queries(tmp_path: Path, embeddings: tuple[Path, dict
     with pytest.raises(MedclrInputError, match="no 'labs' embeddings"):
         index.search({"cxr": q}, "labs")
     with pytest.raises(MedclrInputError, match="cannot query 'report'"):
-        index.search({"report": q}, "report")
+        index.search({"report": q, "cxr": q}, "report")  # the target itself only alone (similar cases)
+    assert len(index.search({"report": q}, "report", k=1)) == 1
     with pytest.raises(MedclrInputError, match=r"expected \[Q, 8\]"):
         index.search({"cxr": np.zeros(5, np.float32)}, "report")
     with pytest.raises(MedclrInputError, match="different numbers of queries"):

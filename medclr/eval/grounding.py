@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -120,7 +120,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                            splits: Sequence[str] | None = None, max_rows: int | None = None,
                            cache_dir: str | Path | None = None, batch_size: int = 16, progress: bool = False,
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
-                           seed: int = 0) -> dict[str, float]:
+                           seed: int = 0, exclude_images: Collection[Path] = ()) -> dict[str, float]:
     """X-ray phrase grounding over the rows of ``manifest`` that have a ``grounding`` JSON (MS-CXR, or the synthetic
     world's ``ms-cxr/`` prepared with ``medclr prepare ms-cxr``) in ``splits`` (None: every such row; MS-CXR v1.0
     was a zero-shot benchmark as a whole). Images come from the preprocessed cache built with the run's
@@ -128,7 +128,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     ``pointing_game``, ``pointing_game_chance`` (mean box area fraction), ``n_phrases``, ``n_images``,
     ``cnr|miou|pointing_game/<label>`` and ``cnr|miou|pointing_game_ci_low|_ci_high`` (percentile bootstrap over
     phrases, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``). ``plots_dir``: overlays of the first
-    ``max_plots`` phrases.
+    ``max_plots`` phrases. ``exclude_images``: resolved image paths to leave out (those a run trained on), counted
+    in ``n_images_excluded``.
     """
     path = Path(manifest)
     m = read_manifest(path)
@@ -137,6 +138,12 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
         raise MedclrInputError(path, "the manifest has no phrase grounding boxes (column grounding)",
                                "prepare MS-CXR: medclr prepare ms-cxr --root DIR/ms-cxr --out ms-cxr.parquet")
     wanted = frame["grounding"].notna().to_numpy() & _split_mask(frame["split"].to_numpy(), splits)
+    excluded = np.zeros(len(frame), dtype=bool)
+    if exclude_images:
+        skip = set(exclude_images)
+        excluded = wanted & np.array([isinstance(p, str) and m.resolve("cxr", p).resolve() in skip
+                                      for p in frame["cxr_path"]], dtype=bool)
+        wanted &= ~excluded
     needed = settings if "cxr" in settings.modalities else replace(settings, modalities=(*settings.modalities, "cxr"))
     cache = build_cache(path, needed, cache_dir, progress=progress)
     rows = np.flatnonzero(wanted & cache.rows["cxr_ok"].to_numpy())[:max_rows]  # cache rows = manifest rows
@@ -165,7 +172,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                               Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png")
     out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance"],
                    ["cnr", "miou", "pointing_game"], reps=reps, seed=seed)
-    return {**out, "n_phrases": float(len(records)), "n_images": float(len(rows))}
+    return {**out, "n_phrases": float(len(records)), "n_images": float(len(rows)),
+            "n_images_excluded": float(excluded.sum())}
 
 
 def _plot_cxr(path: Path, sim: np.ndarray, boxes: Boxes, entry: dict[str, Any], out: Path) -> None:
@@ -262,22 +270,25 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
                        truth: str | Path | None = None, splits: Sequence[str] | None = None,
                        max_rows: int | None = None, cache_dir: str | Path | None = None, batch_size: int = 16,
                        progress: bool = False, plots_dir: str | Path | None = None, max_plots: int = 4,
-                       reps: int = 1000, seed: int = 0) -> dict[str, float]:
+                       reps: int = 1000, seed: int = 0, cxr_splits: Sequence[str] | None = None,
+                       exclude_images: Collection[Path] = ()) -> dict[str, float]:
     """X-ray grounding on ``manifest`` (rows with ``grounding``) and/or ECG grounding on a synthetic world's
     ``truth`` (``truth.csv``), merged into one flat dict (see :func:`evaluate_cxr_grounding` and
     :func:`evaluate_ecg_grounding`). ``settings``: the run's preprocessing
     (``medclr.eval.embeddings.run_cache_settings(run_dir, ...)``); ``max_rows`` caps images and ECGs each;
     ``plots_dir``: overlays of the first ``max_plots`` X-ray phrases and ECG findings; ``reps``, ``seed``: the
-    bootstrap CIs of the headline metrics (``reps=0``: NaN).
+    bootstrap CIs of the headline metrics (``reps=0``: NaN). ``cxr_splits`` (default ``splits``) and
+    ``exclude_images`` select the X-ray rows.
     """
     if manifest is None and truth is None:
         raise MedclrInputError(None, "grounding needs an MS-CXR-style manifest and/or a synthetic world's truth.csv",
                                "pass --manifest (rows with a grounding column) or the world's truth.csv")
     out: dict[str, float] = {}
     if manifest is not None:
-        out.update(evaluate_cxr_grounding(model, manifest, settings, splits=splits, max_rows=max_rows,
+        out.update(evaluate_cxr_grounding(model, manifest, settings, splits=cxr_splits or splits, max_rows=max_rows,
                                           cache_dir=cache_dir, batch_size=batch_size, progress=progress,
-                                          plots_dir=plots_dir, max_plots=max_plots, reps=reps, seed=seed))
+                                          plots_dir=plots_dir, max_plots=max_plots, reps=reps, seed=seed,
+                                          exclude_images=exclude_images))
     if truth is not None:
         out.update(evaluate_ecg_grounding(model, truth, settings, splits=splits, max_rows=max_rows,
                                           batch_size=batch_size, plots_dir=plots_dir, max_plots=max_plots,
@@ -317,9 +328,15 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
         f"{list(MIOU_THRESHOLDS)} of the per-map min-max normalised map (miou/biovil: raw map, thresholds "
         f"{list(BIOVIL_THRESHOLDS)}); 95% CIs: percentile bootstrap over phrases (ECG: findings)"
         + (f"; ECG truth: {truth}" if truth is not None else ""))
+    cxr_splits = ctx.splits
+    if r.splits is None:  # MS-CXR is a zero-shot benchmark as a whole: every row the run did not train on
+        cxr_splits = sorted(set(frame["split"].astype(str)))
+        ctx.protocol["grounding_rows"] = ("X-ray: every phrase of the manifest except images in the run's training "
+                                          "split (n_images_excluded)")
     return evaluate_grounding(ctx.model, r.manifest if has_boxes else None, settings=settings, truth=truth,
                               splits=ctx.splits, max_rows=r.max_rows, batch_size=min(r.batch_size, 32),
-                              progress=r.progress, plots_dir=ctx.plots_dir, reps=r.reps, seed=r.seed)
+                              progress=r.progress, plots_dir=ctx.plots_dir, reps=r.reps, seed=r.seed,
+                              cxr_splits=cxr_splits, exclude_images=ctx.training_images())
 
 
 # --------------------------------------------------------------------------------------------------- overlays

@@ -80,6 +80,18 @@ class EvalContext:
         return embed_manifest(self.model, r.run_dir, r.manifest, splits=splits, batch_size=r.batch_size,
                               max_rows=r.max_rows, progress=r.progress)
 
+    def training_images(self) -> set[Path]:
+        """Resolved X-ray paths of the run's training split (from the training manifest its config names; empty
+        when that manifest is gone), so benchmarks without a split of their own can leave them out."""
+        from medclr.config import load_config
+
+        data = load_config(self.request.run_dir / "config.yaml").data
+        if not Path(data.manifest).is_file():
+            return set()
+        m = read_manifest(data.manifest)
+        rows = m.frame[(m.frame["split"] == data.train_split) & m.frame["cxr_path"].notna()]
+        return {m.resolve("cxr", str(p)).resolve() for p in rows["cxr_path"]}
+
     @property
     def plots_dir(self) -> Path | None:
         r = self.request

@@ -19,8 +19,9 @@ leaves ``latest`` at the previous complete checkpoint. Either way ``latest`` nam
 **What is saved.** All parameters and buffers *except* the frozen weights of a Hugging Face text base
 (``towers.<m>.encoder.model.*`` without ``requires_grad``): a frozen 1.5B LLM is rebuilt from its hub id /
 local folder and pinned revision recorded in the model config, and only its LoRA adapters (and any trainable
-parameter) are stored. Loading rebuilds the model from the run's ``model.yaml`` and checks that the saved keys
-are exactly the keys this rule selects.
+parameter) are stored. Always full, unsharded tensors: under ``run.strategy: fsdp`` the text tower's shards are
+gathered first (:func:`full_state`), so a checkpoint loads the same into a plain model. Loading rebuilds the
+model from the run's ``model.yaml`` and checks that the saved keys are exactly the keys this rule selects.
 
 **No unpickling of arbitrary objects**: weights are safetensors, and ``train_state.pt``/``rng.pt`` hold only
 tensors and primitive containers, loaded with ``torch.load(..., weights_only=True)``.
@@ -63,11 +64,23 @@ def state_to_save(model: nn.Module) -> dict[str, Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes) or k in trainable}
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
-    """:func:`state_to_save` as safetensors (contiguous, unshared copies on the CPU)."""
+def full_state(model: nn.Module) -> dict[str, Tensor]:
+    """:func:`state_to_save` as contiguous, unshared CPU copies. Weights sharded by FSDP (DTensors) are
+    all-gathered into full tensors, so with ``run.strategy: fsdp`` every rank must call this (same order)."""
+    from torch.distributed.tensor import DTensor
+
+    out = {}
+    for key, value in state_to_save(model).items():
+        full = value.full_tensor() if isinstance(value, DTensor) else value
+        out[key] = full.detach().to("cpu", copy=True).contiguous()
+    return out
+
+
+def save_weights(model: nn.Module, path: Path, tensors: dict[str, Tensor] | None = None) -> None:
+    """:func:`full_state` (or ``tensors``, its output gathered beforehand) as safetensors."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state_to_save(model).items()}
+    tensors = full_state(model) if tensors is None else tensors
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "medclr"})
 
@@ -114,14 +127,15 @@ def remove_partial(run_dir: Path) -> None:
 
 
 def write_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], rng: dict[str, Any],
-                     meta: dict[str, Any]) -> Path:
-    """Write a complete checkpoint atomically and advance ``latest`` (main process only)."""
+                     meta: dict[str, Any], weights: dict[str, Tensor] | None = None) -> Path:
+    """Write a complete checkpoint atomically and advance ``latest`` (main process only). ``weights``: the
+    model's :func:`full_state` when it was gathered beforehand (sharded models); else it is taken here."""
     root = run_dir / CKPT_DIR
     final, tmp = root / step_name(step), root / f".tmp-{step_name(step)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_weights(model, tmp / WEIGHTS)
-    _save_adapters(model, tmp / "lora")
+    save_weights(model, tmp / WEIGHTS, weights)
+    _save_adapters(model, tmp / "lora", weights)
     torch.save(state, tmp / "train_state.pt")
     torch.save(rng, tmp / "rng.pt")
     (tmp / "checkpoint.json").write_text(json.dumps({**meta, "step": step}, indent=1, default=str))
@@ -194,11 +208,16 @@ def _complete_steps(run_dir: Path) -> list[Path]:
     return [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / "checkpoint.json").is_file()]
 
 
-def _save_adapters(model: nn.Module, folder: Path) -> None:
-    """Each PEFT-wrapped text base's adapter in PEFT's own format (``PeftModel.from_pretrained`` reads it)."""
+def _save_adapters(model: nn.Module, folder: Path, weights: dict[str, Tensor] | None = None) -> None:
+    """Each PEFT-wrapped text base's adapter in PEFT's own format (``PeftModel.from_pretrained`` reads it);
+    taken from ``weights`` (gathered full tensors) when given, else from the module."""
     from medclr.models.encoders.report import ReportEncoder
 
     for name, module in model.named_modules():
         if isinstance(module, ReportEncoder) and hasattr(module.model, "peft_config"):
             modality = name.split(".")[1] if name.startswith("towers.") else name
-            module.model.save_pretrained(str(folder / modality))  # type: ignore[operator]
+            kwargs = {}
+            if weights is not None:
+                prefix = f"{name}.model."
+                kwargs["state_dict"] = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+            module.model.save_pretrained(str(folder / modality), **kwargs)  # type: ignore[operator]

@@ -23,6 +23,7 @@ an uninterrupted run (on CPU with ``run.deterministic``; tested in ``tests/train
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -37,7 +38,9 @@ import torch
 from torch import nn
 
 from medclr.config import TrainConfig
+from medclr.data.manifest import read_manifest
 from medclr.errors import MedclrError, MedclrInputError
+from medclr.eval.prompts import PromptSet, default_prompts
 from medclr.models import MedClr, build_model
 from medclr.models.config import MedclrConfigError
 from medclr.train import checkpoint as ckpt
@@ -169,6 +172,10 @@ class Trainer:
         log.info("resumed %s at step %d", folder, self.progress.step)
 
     def _wrap(self) -> nn.Module:
+        """The module the steps run: the plain step (one process), or DDP around it; with ``run.strategy: fsdp``
+        the text towers are first sharded with FSDP2 (DDP then ignores their parameters) and the optimizer is
+        pointed at the sharded parameters (see :mod:`medclr.train.distributed`)."""
+        self.sharded = self._use_fsdp()
         if self.cfg.run.compile:
             for modality in self.model.modalities:
                 self.model.tower(modality).encoder.compile()
@@ -179,9 +186,32 @@ class Trainer:
         module: nn.Module = self.step_module
         if self.env.device.type == "cuda" and self.cfg.run.sync_batchnorm:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        if self.sharded:
+            old_names = {id(p): n for n, p in self.model.named_parameters()}
+            ignored = dist_env.shard_text_towers(self.model, self.env, self.cfg.run.amp)
+            dist_env.rebind_optimizer(self.optimizer, old_names, self.model)
+            dist_env.run_idle_text_towers(module, self.model)
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                module, [f"model.{name}" for name in ignored])
         ids = [self.env.device.index] if self.env.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids,
                                        find_unused_parameters=self.cfg.run.find_unused_parameters)
+
+    def _use_fsdp(self) -> bool:
+        """``run.strategy: fsdp`` under torchrun with more than one process and a text tower to shard."""
+        if self.cfg.run.strategy != "fsdp" or not self.env.distributed:
+            return False
+        if self.cfg.run.amp == "fp16":
+            raise MedclrConfigError("run.strategy: fsdp needs run.amp=bf16 or none (fp16 loss scaling does not "
+                                    "handle sharded gradients)")
+        texts = dist_env.fsdp_text_models(self.model)
+        quantized = [m for m in texts if getattr(self.cfg.model.towers[m].encoder, "quantization", "none") != "none"]
+        if quantized:
+            raise MedclrConfigError(f"run.strategy: fsdp cannot shard the 8/4-bit text base of {quantized}; use "
+                                    "quantization: none (FSDP already splits the weights across GPUs) or ddp")
+        if not texts:
+            log.warning("run.strategy=fsdp: the model has no Hugging Face text tower to shard; plain DDP is used")
+        return bool(texts)
 
     def _batches(self) -> Iterator[Batch]:
         """Training batches forever, advancing (epoch, batch_in_epoch) as each batch is consumed."""
@@ -210,7 +240,8 @@ class Trainer:
                     last_loss = runlog.flush(p.step, self._extra()).get("loss", last_loss)
                 validate_now = p.step == cfg.max_steps or (cfg.val_every > 0 and p.step % cfg.val_every == 0)
                 if validate_now:
-                    self._validate(runlog)
+                    with dist_env.gathered_text_towers(self.model, self.env, self.data.val is not None):
+                        self._validate(runlog)  # FSDP: rank 0 runs the gathered text tower alone
                 if validate_now or p.step % cfg.ckpt_every == 0:
                     self._checkpoint()
         finally:
@@ -245,7 +276,7 @@ class Trainer:
                     sums[key] = sums.get(key, 0.0) + float(value.detach()) / accum
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.optim.clip if self.cfg.optim.clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
+        grad_norm = dist_env.clip_grad_norm(self.params, clip)
         stats = dist_env.mean_over_ranks(sums, self.env)
         loss_ok, grad_ok = math.isfinite(stats.get("loss", math.nan)), math.isfinite(grad_norm)
         if loss_ok and grad_ok:
@@ -280,6 +311,12 @@ class Trainer:
         return {"lr": self.scheduler.get_last_lr()[0], "logit_scale": float(self.model.logit_scale.detach()),
                 "epoch": self.progress.epoch}
 
+    @functools.cached_property
+    def _val_prompts(self) -> dict[str, PromptSet]:
+        """The default zero-shot prompts for this manifest (:func:`medclr.eval.prompts.default_prompts`)."""
+        info = read_manifest(self.cfg.data.manifest).info
+        return {query: default_prompts(query, info) for query in ("cxr", "ecg", "joint")}
+
     def _validate(self, runlog: RunLog) -> None:
         """Main process: metrics on the validation split; remember the best (higher is better)."""
         if not self.env.is_main or self.data.val is None:
@@ -290,27 +327,33 @@ class Trainer:
         if self.data.val.reports is not None:  # identical report texts count as the same item
             groups = {"report": pd.factorize(pd.Series(self.data.val.reports).fillna(""))[0]}
         metrics = validate(self.model, batches, self.env.device, self.data.modalities, self.data.val.label_names,
-                           self.cfg.run.seed, groups)
+                           self.cfg.run.seed, groups, self._val_prompts, self.cfg.loss.name)
         p = self.progress
         p.last_val = metrics
         runlog.validation(p.step, metrics)
         if not p.best_metric:
             wanted = self.cfg.run.best_metric
-            auto = "val/probe_auroc_mean" if "val/probe_auroc_mean" in metrics else "val/r1_mean"
+            preference = ("val/zeroshot_auroc_mean", "val/probe_auroc_mean", "val/r1_mean")
+            auto = next((k for k in preference if k in metrics), "val/r1_mean")
             p.best_metric = auto if wanted == "auto" else wanted
         value = metrics.get(p.best_metric)
         if value is not None and (p.best_value is None or value > p.best_value):
             p.best_value, p.best_step = value, p.step
 
     def _checkpoint(self) -> None:
-        """All ranks hand their RNG state to rank 0, which writes the checkpoint and moves the pointers."""
+        """All ranks hand their RNG state (and, under FSDP, their weight shards) to rank 0, which writes the
+        checkpoint and moves the pointers."""
         rng = self._gather_rng()
+        weights, optim = None, None
+        if self.sharded:  # every rank takes part in gathering the shards into full tensors
+            weights, optim = ckpt.full_state(self.model), dist_env.full_optimizer_state(self.optimizer)
         if self.env.is_main:
             p = self.progress
-            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            optim = self.optimizer.state_dict() if optim is None else optim
+            state = {"optimizer": optim, "scheduler": self.scheduler.state_dict(),
                      "scaler": self.scaler.state_dict(), "progress": p.__dict__.copy()}
             meta = {"epoch": p.epoch, "world_size": self.env.world, "val": p.last_val}
-            folder = ckpt.write_checkpoint(self.run_dir, p.step, self.model, state, rng, meta)
+            folder = ckpt.write_checkpoint(self.run_dir, p.step, self.model, state, rng, meta, weights)
             if p.best_step == p.step:
                 ckpt.set_pointer(self.run_dir, "best", folder)
             ckpt.prune(self.run_dir, self.cfg.run.keep_last)

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Keys a resumed run may change: they do not alter the optimisation trajectory.
 RESUMABLE_CHANGES = ("run.max_steps", "run.ckpt_every", "run.keep_last", "run.log_every", "run.progress",
                      "run.tensorboard", "run.out_dir", "run.dist_timeout_min", "data.num_workers",
-                     "data.cache_workers", "data.cache_dir", "data.manifest")
+                     "data.cache_workers", "data.cache_dir", "data.manifest", "run.strategy")
 
 
 def run_dir_for(cfg: TrainConfig, resume: Path | None) -> Path:

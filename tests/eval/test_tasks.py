@@ -55,6 +55,19 @@ def test_embed_round_trips_through_parquet(trained_run: Path, world_manifest: Pa
     assert emb.rows["study_id"].notna().all() and emb.labels.shape == (len(emb), len(emb.label_names))
 
 
+def test_embed_then_index_then_search_finds_the_study_itself(trained_run: Path, world_manifest: Path,
+                                                             tmp_path: Path) -> None:
+    from medclr.index import load_index
+
+    emb, folder = tmp_path / "emb.parquet", tmp_path / "index"
+    assert main(["embed", str(trained_run), "--manifest", str(world_manifest), "--out", str(emb)]) == 0
+    assert main(["index", str(emb), "--out", str(folder)]) == 0
+    index = load_index(folder)
+    row = next(i for i in range(len(index.ids)) if i in set(index.positions["cxr"]))
+    hit = index.search(index.query_of(row, ["cxr"]), "cxr", k=1)[0]
+    assert hit.ids[0] == index.ids[row]  # an X-ray's nearest X-ray is itself
+
+
 def test_bad_inputs_are_one_line_errors(trained_run: Path, world_manifest: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     args = ["eval", str(trained_run), "--task", "retrieval", "--out", str(tmp_path / "m.json")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 from medclr.errors import MedclrInputError
-from medclr.models.encoders.cxr import DenseNetConfig, ResNetConfig, SmallCnnConfig, ViTConfig
+from medclr.models.encoders.cxr import (
+    CxrEncoderConfig,
+    DenseNetConfig,
+    ImageNorm,
+    ResNetConfig,
+    SmallCnnConfig,
+    ViTConfig,
+)
 
 VIT = {"image_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 4}
 
@@ -149,3 +157,48 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
         SmallCnnConfig(pretrained=str(tmp_path / "pickle.pt")).build()
     with pytest.raises(MedclrInputError, match="not found"):
         SmallCnnConfig(pretrained=str(tmp_path / "missing.pt")).build()
+
+
+STANDARDIZED: list[CxrEncoderConfig] = [ViTConfig(**VIT),
+                                         DenseNetConfig(init_features=8, growth_rate=4, block_config=(1, 1)),
+                                         ResNetConfig(depth=10, widths=(4, 4, 8, 8)), SmallCnnConfig(channels=(4, 8))]
+
+
+@pytest.mark.parametrize("cfg", STANDARDIZED, ids=["vit", "densenet", "resnet", "cnn"])
+def test_input_standardization_is_applied_inside_the_tower(cfg: CxrEncoderConfig) -> None:
+    """With input_norm the tower sees (x - mean) / std: it equals the raw tower fed standardised pixels."""
+    torch.manual_seed(0)
+    raw = dataclasses.replace(cfg, input_norm=None).build().eval()
+    std = dataclasses.replace(cfg, input_norm=ImageNorm(mean=0.4, std=0.2)).build().eval()
+    assert set(std.state_dict()) == set(raw.state_dict())  # no new weights or buffers: old checkpoints load
+    std.load_state_dict(raw.state_dict())
+    x = torch.rand(2, 1, 64, 64)
+    torch.testing.assert_close(std(x).pooled, raw((x - 0.4) / 0.2).pooled)
+    assert not torch.allclose(std(x).pooled, raw(x).pooled)
+
+
+def test_input_norm_config_defaults_and_checks() -> None:
+    from medclr.models.config import MedclrConfigError, from_dict
+
+    assert from_dict(ViTConfig, {}).input_norm is None  # a model.yaml from before the field: raw pixels, as trained
+    assert from_dict(ViTConfig, {"input_norm": {}}).input_norm == ImageNorm(mean=0.5, std=0.25)
+    assert from_dict(SmallCnnConfig, {"input_norm": {"mean": 0.45, "std": 0.2}}).input_norm == ImageNorm(0.45, 0.2)
+    assert ViTConfig(input_norm=ImageNorm()).to_dict()["input_norm"] == {"mean": 0.5, "std": 0.25}
+    with pytest.raises(MedclrConfigError, match=r"input_norm\.std: must be > 0"):
+        from_dict(ViTConfig, {"input_norm": {"std": 0}})
+    with pytest.raises(MedclrConfigError, match="unknown key 'scale'"):
+        from_dict(ViTConfig, {"input_norm": {"scale": 2}})
+
+
+def test_standardization_spreads_vit_outputs_at_init() -> None:
+    """The reason for the step: at init, raw [0, 1] images give nearly parallel [CLS] outputs."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 64, 64) * torch.rand(8, 1, 1, 1)  # different brightness and texture per image
+    cos = {}
+    for norm in (None, ImageNorm()):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out = torch.nn.functional.normalize(ViTConfig(**VIT, input_norm=norm).build().eval()(x).pooled, dim=-1)
+        sim = out @ out.T
+        cos[norm is None] = float(sim[~torch.eye(8, dtype=torch.bool)].mean())
+    assert cos[False] < cos[True]

@@ -1,11 +1,19 @@
-"""ECG towers: shapes, the lead x time token grid, and length checks."""
+"""ECG towers: shapes, the lead x time token grid, length checks, and the input scaling."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
-from medclr.models.encoders.ecg import EcgPatchTransformerConfig, EcgResNetConfig
+from medclr.models.encoders.ecg import (
+    EcgEncoderConfig,
+    EcgNorm,
+    EcgPatchTransformerConfig,
+    EcgResNetConfig,
+    EcgScale,
+)
 
 PATCH = {"patch_size": 25, "max_length": 1000, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 4}
 
@@ -63,3 +71,50 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     for enc in (plain, ckpt):
         enc(x).pooled.square().sum().backward()
     torch.testing.assert_close(ckpt.patch_embed.weight.grad, plain.patch_embed.weight.grad)
+
+
+SCALED: list[EcgEncoderConfig] = [EcgResNetConfig(widths=(4, 4, 8, 8)), EcgPatchTransformerConfig(**PATCH)]
+
+
+@pytest.mark.parametrize("cfg", SCALED, ids=["resnet1d", "patch_transformer"])
+def test_input_scaling_is_applied_inside_the_tower(cfg: EcgEncoderConfig) -> None:
+    """With input_norm the tower sees (x - lead median) / scale_mv: the raw tower fed that signal agrees."""
+    torch.manual_seed(0)
+    raw = dataclasses.replace(cfg, input_norm=None).build().eval()
+    scaled = dataclasses.replace(cfg, input_norm=EcgNorm(scale_mv=0.25)).build().eval()
+    assert set(scaled.state_dict()) == set(raw.state_dict())  # no new weights or buffers: old checkpoints load
+    scaled.load_state_dict(raw.state_dict())
+    x = torch.randn(2, 12, 200) * 0.3 + torch.randn(2, 12, 1)  # mV, with per-lead offsets
+    expected = raw((x - x.median(dim=-1, keepdim=True).values) / 0.25).pooled
+    torch.testing.assert_close(scaled(x).pooled, expected)
+
+
+def test_scaling_removes_lead_offsets_and_keeps_amplitude() -> None:
+    torch.manual_seed(0)
+    enc = EcgPatchTransformerConfig(**PATCH, input_norm=EcgNorm()).build().eval()
+    x = torch.randn(2, 12, 200) * 0.2
+    offset = torch.randn(1, 12, 1)  # a DC offset per lead (electrode potential), not a finding
+    with torch.no_grad():
+        base = enc(x).pooled
+        torch.testing.assert_close(enc(x + offset).pooled, base, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(enc(2 * x).pooled, base, atol=1e-3)  # high voltage (e.g. LVH) stays visible
+    torch.testing.assert_close(EcgScale("none", 0.5)(x + offset), (x + offset) / 0.5)  # center: none keeps them
+
+
+def test_scaling_is_deterministic_and_needs_no_median_indices() -> None:
+    """A stable sort gives torch.median's (lower) median without its index output, which deterministic CUDA
+    rejects; even and odd lengths."""
+    for t in (200, 75):
+        x = torch.randn(3, 12, t)
+        torch.testing.assert_close(EcgScale("median", 1.0)(x), x - x.median(dim=-1, keepdim=True).values)
+
+
+def test_input_norm_config_defaults_and_checks() -> None:
+    from medclr.models.config import MedclrConfigError, from_dict
+
+    assert from_dict(EcgResNetConfig, {}).input_norm is None  # a model.yaml from before the field: raw mV
+    assert from_dict(EcgPatchTransformerConfig, {"input_norm": {}}).input_norm == EcgNorm("median", 0.2)
+    with pytest.raises(MedclrConfigError, match=r"input_norm\.scale_mv: must be > 0"):
+        from_dict(EcgResNetConfig, {"input_norm": {"scale_mv": -1}})
+    with pytest.raises(MedclrConfigError, match="is not one of"):
+        from_dict(EcgResNetConfig, {"input_norm": {"center": "mean"}})

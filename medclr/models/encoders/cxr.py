@@ -11,6 +11,15 @@
 CNN towers return the last feature map as tokens (grid = its h x w) and its mean as the pooled vector. Mind the
 first stride on CPU: MONAI ResNet's default stride-1 first convolution ran 18x slower than a stride-2 CNN at 128 px,
 so ``conv1_stride`` defaults to 2 here.
+
+**Input standardisation.** Every X-ray tower takes images in [0, 1] (``medclr.io.read_cxr``, the cache) and can
+first map them to ``(x - mean) / std`` (``input_norm: {mean: 0.5, std: 0.25}``: roughly zero-mean, unit-variance
+for chest radiographs), inside the module so that training, evaluation, the app and ``load_model`` all apply it.
+Raw [0, 1] pixels all sit on one side of zero: a ViT's patch embeddings then share a large common component and,
+at initialisation, different X-rays get nearly the same [CLS] output (mean cosine 0.994 on the demo ViT; 0.79
+with the standardisation), which slows early contrastive learning. The step holds no weights (checkpoints keep
+their keys). The configs in ``configs/models`` turn it on; the field's default (null: off) keeps the model.yaml
+of runs made before it meaning the model they trained.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from medclr.models.config import knob, register_config
+from medclr.models.config import MedclrConfigError, doc, knob, register_config
 from medclr.models.encoders import weights
 from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig
 from medclr.models.encoders.transformer import make_blocks, run_blocks
@@ -59,6 +68,37 @@ def feature_map_output(fmap: Tensor, input_size: tuple[int, int], stride: int) -
                          token_stride=(stride, stride), input_size=input_size)
 
 
+@dataclasses.dataclass
+class ImageNorm:
+    """Fixed X-ray input standardisation ``(x - mean) / std`` for [0, 1] images (see the module docstring)."""
+
+    mean: float = knob(0.5, "subtracted from the [0, 1] image (ImageNet grey-scale weights: 0.449)")
+    std: float = knob(0.25, "then divided by this (ImageNet grey-scale weights: 0.226)")
+
+    def __post_init__(self) -> None:
+        if not self.std > 0:
+            raise MedclrConfigError(f"input_norm.std: must be > 0, got {self.std}")
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std`` with plain-float constants: no parameters or buffers, so no state-dict keys."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+
+def input_standardization(norm: ImageNorm | None) -> nn.Module:
+    """The tower's first step: :class:`Standardize` for ``norm``, or the identity when it is None."""
+    return nn.Identity() if norm is None else Standardize(norm.mean, norm.std)
+
+
 class CxrViT(Encoder):
     """ViT over 1-channel images with MONAI parameter names (``patch_embedding``, ``cls_token``, ``blocks``)."""
 
@@ -76,10 +116,12 @@ class CxrViT(Encoder):
         self.blocks = make_blocks(cfg.hidden_size, cfg.mlp_dim, cfg.num_layers, cfg.num_heads, cfg.dropout,
                                   cfg.qkv_bias)
         self.norm = nn.LayerNorm(cfg.hidden_size)
+        self.standardize = input_standardization(cfg.input_norm)
 
     def forward(self, x: Tensor) -> EncoderOutput:
         h, w = check_image(x, self.patch_size)
         grid = (h // self.patch_size, w // self.patch_size)
+        x = self.standardize(x)  # [B, 1, H, W], ~zero mean, unit variance
         patches = self.patch_embedding.patch_embeddings(x).flatten(2).transpose(1, 2)  # [B, h*w, D]
         pos = weights.resize_pos_embed(self.patch_embedding.position_embeddings, grid)  # [1, h*w, D]
         tokens = self.patch_embedding.dropout(patches + pos)
@@ -119,10 +161,12 @@ class CxrDenseNet(Encoder):
         self.features = net.features
         self.stride = 32  # stride-2 stem conv, stride-2 max-pool, three average-pooling transitions
         self.out_dim = typing.cast(nn.Linear, net.class_layers.out).in_features
+        self.standardize = input_standardization(cfg.input_norm)
 
     def forward(self, x: Tensor) -> EncoderOutput:
         size = check_image(x)
-        return feature_map_output(torch.relu(self.features(x)), size, self.stride)  # [B, C, H/32, W/32]
+        fmap = torch.relu(self.features(self.standardize(x)))  # [B, C, H/32, W/32]
+        return feature_map_output(fmap, size, self.stride)
 
     def map_state_dict(self, sd: weights.StateDict) -> weights.StateDict:
         return weights.rename(sd, TORCHVISION_DENSENET_RULES)
@@ -150,10 +194,11 @@ class CxrResNet(Encoder):
         self.use_max_pool = cfg.max_pool
         self.stride = cfg.conv1_stride * (2 if cfg.max_pool else 1) * 8  # layers 2-4 halve the map
         self.out_dim = cfg.widths[-1] * (4 if block == "bottleneck" else 1)
+        self.standardize = input_standardization(cfg.input_norm)
 
     def forward(self, x: Tensor) -> EncoderOutput:
         size = check_image(x)
-        y = self.act(self.bn1(self.conv1(x)))
+        y = self.act(self.bn1(self.conv1(self.standardize(x))))
         if self.use_max_pool:
             y = self.maxpool(y)
         y = self.layer4(self.layer3(self.layer2(self.layer1(y))))  # [B, C, h, w]
@@ -174,15 +219,27 @@ class CxrSmallCNN(Encoder):
             c_in = c
         self.features = nn.Sequential(*layers)
         self.out_dim, self.stride = cfg.channels[-1], 2 ** len(cfg.channels)
+        self.standardize = input_standardization(cfg.input_norm)
 
     def forward(self, x: Tensor) -> EncoderOutput:
         size = check_image(x)
-        return feature_map_output(self.features(x), size, self.stride)  # grid = ceil(size / 2**stages)
+        fmap = self.features(self.standardize(x))  # grid = ceil(size / 2**stages)
+        return feature_map_output(fmap, size, self.stride)
+
+
+@dataclasses.dataclass
+class CxrEncoderConfig(EncoderConfig):
+    """Fields every X-ray tower has: the input standardisation (see the module docstring)."""
+
+    input_norm: ImageNorm | None = dataclasses.field(default=None, metadata=doc(
+        "standardise the [0, 1] input as (x - mean) / std first; recommended: {mean: 0.5, std: 0.25} (= {}), as in "
+        "configs/models; null = raw [0, 1] pixels, as in every run made before this field (whose model.yaml thus "
+        "still loads to the model it trained)"))
 
 
 @register_config(ENCODERS, "cxr_vit")
 @dataclasses.dataclass
-class ViTConfig(EncoderConfig):
+class ViTConfig(CxrEncoderConfig):
     """ViT X-ray tower (Dosovitskiy et al., 2021); ViT-B/16 is hidden 768, mlp 3072, 12 layers, 12 heads."""
 
     image_size: int = knob(224, "training image size (square); sizes the position table, other sizes resample it")
@@ -202,7 +259,7 @@ class ViTConfig(EncoderConfig):
 
 @register_config(ENCODERS, "cxr_densenet")
 @dataclasses.dataclass
-class DenseNetConfig(EncoderConfig):
+class DenseNetConfig(CxrEncoderConfig):
     """DenseNet X-ray tower (Huang et al., 2017); the defaults are DenseNet-121 (1024 features, stride 32)."""
 
     init_features: int = knob(64, "channels of the first convolution")
@@ -216,7 +273,7 @@ class DenseNetConfig(EncoderConfig):
 
 @register_config(ENCODERS, "cxr_resnet")
 @dataclasses.dataclass
-class ResNetConfig(EncoderConfig):
+class ResNetConfig(CxrEncoderConfig):
     """ResNet X-ray tower (He et al., 2016) from MONAI, with a deliberate first stride."""
 
     depth: Literal[10, 18, 34, 50] = knob(18, "ResNet depth: 10, 18, 34 (basic blocks) or 50 (bottlenecks)")
@@ -231,7 +288,7 @@ class ResNetConfig(EncoderConfig):
 
 @register_config(ENCODERS, "cxr_cnn")
 @dataclasses.dataclass
-class SmallCnnConfig(EncoderConfig):
+class SmallCnnConfig(CxrEncoderConfig):
     """A small stride-2 CNN for CPU runs: each stage halves the image; 4 stages at 128 px give an 8 x 8 grid."""
 
     channels: tuple[int, ...] = knob((32, 64, 128, 256), "output channels of each stride-2 stage")
