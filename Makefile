@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup test test-all lint typecheck bench demo clean
+.PHONY: setup test test-all lint typecheck bench demo clean chromium
 
 setup: $(STAMP)
 
@@ -41,8 +41,20 @@ test-all: lint
 bench: setup
 	$(PY) benchmarks/io_bench.py
 
+# The main job offline: synth -> prepare -> train demo.yaml -> eval -> embed/index -> results table + report.md
+# (~15 min on 2 cores; a re-run reuses every finished stage). DEMO_ARGS="--preset tiny" for a ~1 minute run.
+DEMO_OUT ?= runs/demo_job
 demo: setup
-	$(VENV)/bin/medclr demo --out demo_out
+	$(VENV)/bin/medclr demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Debian's Chromium for the browser test (tests/apps/test_browser.py drives /usr/bin/chromium with Playwright and
+# never downloads a browser). Installed only when missing and apt-get is usable; otherwise the test skips.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then echo "chromium: no apt-get here; the browser test will skip"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } \
+		|| echo "chromium: apt-get install failed; the browser test will skip"; fi

@@ -237,14 +237,94 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+class _AppParser(argparse.ArgumentParser):
+    """``medclr app``'s parser: Streamlit config flags (``--server.port 8600``, ``--server.address=0.0.0.0``,
+    ``--browser.*``, ``--theme.*``, ``--logger.*``) go to ``args.streamlit_args``; anything else is an error."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        ns, extra = super().parse_known_args(args, namespace)
+        flags = [a for a in extra if a.startswith("-")]
+        bad = [a for a in flags if not a.startswith(("--server.", "--browser.", "--theme.", "--logger."))]
+        if bad or (extra and not extra[0].startswith("-")):
+            self.error(f"unrecognized arguments: {' '.join(bad or extra[:1])} (only Streamlit's --server.*, "
+                       "--browser.*, --theme.* and --logger.* flags are passed on)")
+        ns.streamlit_args = extra
+        return ns, []
+
+
+def _app(args: argparse.Namespace) -> int:
+    """Check the run (and index) first, then ``streamlit run apps/medclr_app.py`` from the repository root (so that
+    its hardened .streamlit/config.toml applies), passing the folders as arguments and MEDCLR_RUN/MEDCLR_INDEX."""
+    import os
+    import subprocess
+
+    from medclr.errors import MedclrInputError
+    from medclr.index import load_index
+    from medclr.inference import check_run_dir
+
+    run = check_run_dir(args.run)
+    index = None
+    if args.index is not None:
+        load_index(args.index)  # a clear error here rather than in the browser
+        index = args.index.resolve()
+    root = Path(__file__).resolve().parents[1]
+    script = root / "apps" / "medclr_app.py"
+    if not script.is_file():
+        raise MedclrInputError(script, "the app script is missing", "run `medclr app` from a source checkout")
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDCLR_RUN", "MEDCLR_INDEX")}
+    env.update({"MEDCLR_RUN": str(run), **({"MEDCLR_INDEX": str(index)} if index else {})})
+    folders = ["--run", str(run), *(["--index", str(index)] if index else [])]
+    sys.stdout.write(f"medclr app (research use only, not for diagnosis): run {run}, index "
+                     f"{index or 'RUN_DIR/index if present'}\n")
+    sys.stdout.flush()
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *args.streamlit_args, "--",
+                            *folders], cwd=root, env=env)
+
+
 def _add_app_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("app", help="start the Streamlit app on a trained run (research use only)")
-    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="run directory")
-    p.add_argument("--index", type=Path, metavar="INDEX_DIR", help="retrieval index directory")
-    p.set_defaults(handler=_not_implemented("app", 8))
-    p = sub.add_parser("demo", help="synth -> prepare -> train -> eval on CPU, then print a results table")
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (reused when re-run)")
-    p.set_defaults(handler=_not_implemented("demo", 9))
+    p = sub.add_parser("app", help="start the Streamlit app on a trained run (research use only)",
+                       description="Starts the Streamlit app (zero-shot diagnosis, case retrieval, phrase grounding) "
+                       "on a trained run; research use only, not for diagnosis. Streamlit flags such as "
+                       "--server.port 8600 or --server.address 0.0.0.0 are passed on. See apps/README.md.")
+    p.__class__ = _AppParser  # keeps Streamlit's --server.* flags instead of rejecting them
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="run directory (medclr train)")
+    p.add_argument("--index", type=Path, metavar="INDEX_DIR", help="retrieval index (medclr index); default: "
+                   "RUN_DIR/index when it exists")
+    p.set_defaults(handler=_app)
+    p = sub.add_parser(
+        "demo", help="synth -> prepare -> train -> eval on CPU, then print a results table",
+        description="The main job end to end, offline: generate the synthetic world, prepare its manifests, train "
+        "configs/train/<preset>.yaml, evaluate zero-shot X-ray/ECG/joint, retrieval and grounding, embed and index, "
+        "print a results table beside the data card's simple baselines, write OUT/report.md, and print the command "
+        "that opens the app. Re-running reuses every stage already built (a partial training run is resumed). "
+        "The demo preset takes ~15 minutes on 2 CPU cores.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo_job"),
+                   help="output directory (default runs/demo_job; reused when re-run)")
+    p.add_argument("--preset", choices=["demo", "tiny"], default="demo",
+                   help="demo: the CPU demo world and recipe (default); tiny: a ~1 minute smoke run")
+    p.add_argument("--steps", type=int, metavar="N", help="training steps (default: the recipe's run.max_steps)")
+    p.add_argument("--skip-train", action="store_true",
+                   help="do not train: evaluate the run already in OUT/run as it is")
+    p.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Run (or finish) the demo; exit 1 when an evaluation task failed (the others still run)."""
+    import logging
+
+    from medclr.demo import DemoOptions, run_demo
+
+    logging.basicConfig(level=logging.INFO, format="medclr: %(message)s")
+
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    result = run_demo(DemoOptions(out=args.out, preset=args.preset, steps=args.steps, skip_train=args.skip_train),
+                      say=say)
+    return 1 if result.failed else 0
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:

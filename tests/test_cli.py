@@ -36,8 +36,6 @@ def test_help_documents_every_command(command: str, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     "argv",
     [
-        ["app", "--run", "run"],
-        ["demo"],
     ],
 )
 def test_unlanded_commands_exit_nonzero_with_a_clear_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

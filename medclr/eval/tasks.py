@@ -246,7 +246,7 @@ def grounding_task(ctx: EvalContext) -> Metrics:
 
 # --- terminal summary ----------------------------------------------------------------------------------------------
 
-def summary_table(metrics: Metrics, max_rows: int = 40) -> str:
+def summary_table(metrics: Metrics, max_rows: int = 60) -> str:
     """The headline numbers as an aligned two-column table, each with its CI when present."""
     skip = ("_ci_low", "_ci_high")
     headline = ("auroc", "recall@", "mrr/", "median_rank/", "chexpert5x200", "probe/", "cnr", "miou", "pointing_game",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,3 +55,18 @@ def test_gap_and_alignment_of_two_fixed_cones() -> None:
     assert out["gap/cxr-report"] == pytest.approx(2 ** 0.5)
     assert out["alignment/cxr-report"] == pytest.approx(2.0)
     assert out["uniformity/cxr"] == pytest.approx(0.0, abs=1e-6)  # collapsed onto one point
+
+
+def test_learning_curves_read_val_logs_and_plot(tmp_path: Path) -> None:
+    import json
+
+    from medclr.eval.curves import main
+
+    for name, values in {"a": [0.5, 0.7], "b": [0.5, 0.52]}.items():
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({"step": 10 * (i + 1), "val/x": v}) for i, v in enumerate(values)]
+        (tmp_path / name / "val.jsonl").write_text("\n".join([*lines, json.dumps({"step": 30})]) + "\n")
+    out = tmp_path / "c.png"
+    assert main([f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--metric", "val/x", "--out", str(out),
+                 "--chance", "0.5"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"

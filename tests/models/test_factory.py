@@ -84,3 +84,12 @@ def test_defaults_and_yaml_wrapper(tmp_path: Path) -> None:
         load_model_config(tmp_path / "bad.yaml")
     assert all(help_text(ViTConfig).values())  # every field documents itself
     assert isinstance(ModelConfig().logit_scale.init, float)
+
+
+def test_frozen_encoder_keeps_its_weights_and_trains_its_head() -> None:
+    from medclr.models.encoders.ecg import EcgResNetConfig
+
+    frozen = SmallCnnConfig(channels=(4, 8), frozen=True).build()
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in SmallCnnConfig(channels=(4, 8)).build().parameters())
+    assert not any(p.requires_grad for p in EcgResNetConfig(frozen=True).build().parameters())

@@ -31,6 +31,8 @@ class EncoderConfig(RegisteredConfig):
     pretrained: str | None = knob(None, "local weights file or folder (.safetensors, or a weights-only .pt/.bin)")
     pretrained_prefix: str | None = knob(None, "keep only checkpoint keys under this prefix, e.g. 'visual.'")
     pretrained_strict: bool = knob(False, "fail when a weight of the encoder is missing from the checkpoint")
+    frozen: bool = knob(False, "keep the encoder's weights fixed (pretrained or random features): only the "
+                               "projection head learns; the weights are still saved with the run")
 
     def build(self) -> Encoder:
         """Make the encoder module (and load ``pretrained`` when given)."""
@@ -40,6 +42,8 @@ class EncoderConfig(RegisteredConfig):
         """Load pretrained weights when configured; subclasses call this at the end of ``build``."""
         if self.pretrained:
             encoder.load_pretrained(self.pretrained, prefix=self.pretrained_prefix, strict=self.pretrained_strict)
+        if self.frozen:
+            encoder.requires_grad_(False)
         return encoder
 
 

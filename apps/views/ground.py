@@ -1,0 +1,80 @@
+"""Ground: type a phrase; see where it matches on the X-ray (a heatmap in the original pixels, opacity adjustable)
+and on the ECG (a heat band per lead, the best-matching leads framed, the best-matching segments marked). Each
+modality has its own phrase, suggested from its best-scoring finding on the Diagnose page."""
+
+from __future__ import annotations
+
+import streamlit as st
+from medclr_ui import scores, state, viewer
+from medclr_ui.ecg_plot import Heat, ecg_paper_png
+
+from medclr.inference import LEADS, Diagnosis, MedclrError, Upload
+
+FALLBACK = {"cxr": "cardiomegaly", "ecg": "ST elevation"}
+
+eng = state.engine()
+st.title("Ground a phrase")
+case = state.case_input(eng)
+if case.empty:
+    st.info("Upload a chest X-ray and/or an ECG (or open a study from the index), then type a finding.")
+    st.stop()
+
+
+def suggested(query: str) -> str:
+    """The best-scoring finding of this case on the Diagnose page, as its first positive prompt."""
+    stored = st.session_state.get("diagnosis")
+    if stored is not None and stored[0] == case.serial:
+        diagnosis: dict[str, Diagnosis] = stored[1]
+        if query in diagnosis and diagnosis[query].scores:
+            best = max(diagnosis[query].scores, key=lambda s: s.score)
+            return scores.phrase_for(eng, query, best.label)
+    return FALLBACK[query]
+
+
+def phrase_input(query: str, label: str, placeholder: str) -> str:
+    text = st.text_input(label, suggested(query), key=f"phrase_{query}_{case.serial}", placeholder=placeholder,
+                         help="a finding as a report would word it")
+    return (text or "").strip()
+
+
+def ground_cxr(cxr: Upload, phrase: str, opacity: float) -> None:
+    assert cxr.view is not None
+    heat = eng.ground_cxr(cxr.array, phrase)  # [H0, W0] in the image's own pixels
+    display = viewer.current_display(cxr, case.serial)
+    grey = viewer.windowed(cxr.view, display.center, display.width)
+    st.image(viewer.to_display(viewer.heat_overlay(grey, heat, opacity), display),
+             caption=f"'{phrase}' on the X-ray · {viewer.caption(cxr, display)}")
+    bar, text = viewer.colour_bar(float(heat.min()), float(heat.max()))
+    st.image(bar, caption=text, width=360)
+
+
+def ground_ecg(ecg: Upload, phrase: str, opacity: float) -> None:
+    g = eng.ground_ecg(ecg.array, phrase, ecg.fs)
+    best = [LEADS[i] for i in g.lead_scores.argsort()[::-1][:3]] if g.lead_axis else []
+    segments = g.segments()
+    png = state.memo(("ecg_ground", case.serial, phrase, opacity), lambda: ecg_paper_png(
+        ecg.array, ecg.fs or 500.0, start_s=g.offset_s, heat=Heat(g, opacity, best, segments)))
+    st.image(png, caption=f"'{phrase}' on the ECG · shading: similarity over time on each lead · red frames: "
+             "best-matching leads · red bars under each row: best-matching segments")
+    spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in segments) or "none stands out"
+    if g.lead_axis:
+        st.markdown(f"**Best-matching leads:** {', '.join(best)} · **segments:** {spans}")
+    else:
+        st.markdown(f"**Best-matching segments:** {spans} (this ECG encoder has no lead axis: one time profile "
+                    "for all leads)")
+
+
+opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+try:
+    if case.cxr is not None:
+        st.subheader("Chest X-ray")
+        phrase = phrase_input("cxr", "Phrase to find on the X-ray", "e.g. small left pleural effusion")
+        if phrase:
+            ground_cxr(case.cxr, phrase, opacity)
+    if case.ecg is not None:
+        st.subheader("12-lead ECG")
+        phrase = phrase_input("ecg", "Phrase to find on the ECG", "e.g. ST elevation in the anterior leads")
+        if phrase:
+            ground_ecg(case.ecg, phrase, opacity)
+except MedclrError as err:
+    st.error(f"Cannot ground this phrase: {err}")

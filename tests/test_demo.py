@@ -1,0 +1,207 @@
+"""``medclr demo``: the reuse logic and the results table (fast, on a faked demo folder), and the tiny preset end to
+end twice (``slow``): the second run reuses every stage."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import medclr.demo as demo
+from medclr.cli import EXIT_USER_ERROR, main
+from medclr.demo import DemoOptions, DemoPaths, run_demo
+
+EXPECTED_STAGES = ["world", "prepare", "prepare-ms", "train", *[f"eval:{t}" for t in demo.EVAL_TASKS], "embed",
+                   "index", "report"]
+
+
+def _metrics(task: str) -> dict[str, Any]:
+    """A metrics file as `medclr eval` writes it (header + flat keys with CIs), small but shaped like the real one."""
+    header = {"task": task, "splits": "test", "split_protocol": "split 'test' (200 rows)", "checkpoint": "best",
+              "objective": "convirt", "label_policy": "ground truth of the synthetic world (truth.csv)"}
+    values: dict[str, Any] = {
+        "zeroshot-cxr": {"auroc/Cardiomegaly": 0.91, "auroc/Cardiomegaly_ci_low": 0.85,
+                         "auroc/Cardiomegaly_ci_high": 0.95, "n_pos/Cardiomegaly": 40, "n_neg/Cardiomegaly": 160,
+                         "auroc_macro": 0.8, "auroc_macro/superclass": 0.8, "column/Cardiomegaly": "cxr:Cardiomegaly"},
+        "zeroshot-ecg": {"auroc/CD": 0.7, "n_pos/CD": 30, "n_neg/CD": 170, "auroc_macro": 0.7},
+        "zeroshot-joint": {"auroc/Heart Failure": 0.75, "n_pos/Heart Failure": 20, "n_neg/Heart Failure": 180},
+        "retrieval": {"recall@1/report->cxr": 0.1, "recall@5/report->cxr": 0.3, "recall@10/report->cxr": 0.4,
+                      "recall@10/report->cxr_ci_low": 0.35, "recall@10/report->cxr_ci_high": 0.45,
+                      "n/report->cxr": 200, "mrr/report->cxr": 0.2, "recall@10/cxr+ecg->report": 0.5,
+                      "n/cxr+ecg->report": 200, "retrieval_protocol": "chance recall@K = K/n"},
+        "grounding": {"cnr": 0.5, "miou/biovil": 0.1, "pointing_game": 0.4, "pointing_game_chance": 0.2,
+                      "cnr/Edema": 0.4, "n_phrases": 12, "ecg/pointing_game_lead": 0.5, "ecg/n": 8,
+                      "grounding_protocol": "pointing game = map maximum inside a box"},
+    }[task]
+    return {**header, **values}
+
+
+def fake_finished_demo(out: Path, *, steps: int, preset: str = "tiny") -> DemoPaths:
+    """The files a finished demo leaves behind (no real data): each stage finds its output and reuses it."""
+    paths = DemoPaths(out)
+    paths.world.mkdir(parents=True)
+    (paths.world / "world.json").write_text(json.dumps({"preset": preset, "seed": 0, "patients": 40}))
+    paths.paired.write_bytes(b"")
+    paths.ms.write_bytes(b"")
+    _age(paths.paired, paths.ms, seconds=200)
+    step = paths.run / "checkpoints" / f"step_{steps:06d}"
+    step.mkdir(parents=True)
+    (step / "checkpoint.json").write_text(json.dumps({"step": steps}))
+    (paths.run / "config.yaml").write_text("{}\n")
+    for pointer in ("latest", "best"):
+        (paths.run / "checkpoints" / pointer).write_text(step.name)
+    _age(*(paths.run / "checkpoints").iterdir())
+    paths.eval_dir.mkdir()
+    for task in demo.EVAL_TASKS:
+        paths.metrics(task).write_text(json.dumps(_metrics(task)))
+        plots = paths.eval_dir / f"{task}_plots"
+        plots.mkdir()
+        (plots / "roc.png").write_bytes(b"png")
+    _age(*paths.eval_dir.glob("*.json"), seconds=50)
+    paths.embeddings.write_bytes(b"")
+    _age(paths.embeddings, seconds=50)
+    paths.index.mkdir()
+    (paths.index / "index.json").write_text("{}")
+    return paths
+
+
+def _age(*files: Path, seconds: float = 100) -> None:
+    for f in files:
+        then = time.time() - seconds
+        os.utime(f, (then, then))
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every expensive stage record its call instead of running."""
+    calls: list[str] = []
+
+    def record(name: str, result: Any = None) -> Any:
+        def stub(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            if name == "train":
+                calls.append(f"resume={kwargs.get('resume')}")
+            return result(*args) if callable(result) else result
+        return stub
+
+    stubs = {"medclr.synth.world": {"generate_world": record("world")},
+             "medclr.data.prepare": {"prepare": record("prepare")},
+             "medclr.train": {"train": record("train", _FakeTrainResult)},
+             "medclr.eval.tasks": {"evaluate": record("evaluate", lambda request: _metrics(request.task))},
+             "medclr.train.checkpoint": {"load_model": record("load_model")},
+             "medclr.eval.embeddings": {"embed_manifest": record("embed", [0, 1, 2]),
+                                        "save_embeddings": record("save_embeddings")},
+             "medclr.index": {"build_index": record("index")}}
+    for module, names in stubs.items():
+        for name, stub in names.items():  # the module itself (a package may re-export a function of its name)
+            monkeypatch.setattr(importlib.import_module(module), name, stub)
+    return calls
+
+
+class _FakeTrainResult:
+    def __init__(self, *_: Any) -> None:
+        self.steps, self.last_loss = 30, 1.0
+
+
+def test_a_finished_demo_is_reused_stage_by_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_finished_demo(tmp_path, steps=30)  # tiny.yaml: run.max_steps 30
+    calls = _forbid(monkeypatch)
+    lines: list[str] = []
+    result = run_demo(DemoOptions(out=tmp_path, preset="tiny", progress=False), say=lines.append)
+    assert calls == []
+    assert [s.name for s in result.stages] == EXPECTED_STAGES
+    assert {s.status for s in result.stages[:-1]} == {"reused"} and result.status("report") == "built"
+    text = "\n".join(lines)
+    assert "recall@10/report->cxr" in text and "0.400 [0.350, 0.450]" in text and "timings" in text
+    assert text.rstrip().endswith(f"medclr app --run {tmp_path / 'run'} --index {tmp_path / 'index'}")
+    report = result.report.read_text()
+    assert "| zeroshot-cxr | `auroc/Cardiomegaly` | 0.910 [0.850, 0.950] | 40+ / 160- |" in report
+    assert "pointing game = map maximum inside a box" in report and "(eval/grounding_plots/roc.png)" in report
+
+
+def test_a_partial_run_is_resumed_and_stale_metrics_are_recomputed(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = fake_finished_demo(tmp_path, steps=10)  # tiny.yaml trains 30 steps
+    calls = _forbid(monkeypatch)
+
+    def finish(*_: Any, **__: Any) -> _FakeTrainResult:  # training moves the checkpoint pointers on
+        calls.append("train")
+        (paths.run / "checkpoints" / "latest").write_text("step_000010")
+        return _FakeTrainResult()
+
+    monkeypatch.setattr(importlib.import_module("medclr.train"), "train", finish)
+    result = run_demo(DemoOptions(out=tmp_path, preset="tiny", progress=False), say=lambda _: None)
+    assert result.status("train") == "resumed"
+    assert [s.status for s in result.stages if s.name.startswith("eval:")] == ["built"] * len(demo.EVAL_TASKS)
+    assert result.status("embed") == "built" and result.status("world") == "reused"
+    assert calls == ["train", *["evaluate"] * len(demo.EVAL_TASKS), "load_model", "embed", "save_embeddings"]
+
+
+def test_steps_up_to_the_finished_checkpoint_reuse_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_finished_demo(tmp_path, steps=10)
+    calls = _forbid(monkeypatch)
+    result = run_demo(DemoOptions(out=tmp_path, preset="tiny", steps=10, progress=False), say=lambda _: None)
+    assert result.status("train") == "reused" and calls == []
+
+
+def test_a_world_of_another_preset_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_finished_demo(tmp_path, steps=30, preset="demo")
+    _forbid(monkeypatch)
+    with pytest.raises(demo.MedclrInputError, match="holds the demo world"):
+        run_demo(DemoOptions(out=tmp_path, preset="tiny", progress=False), say=lambda _: None)
+
+
+def test_skip_train_without_a_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--preset", "tiny", "--skip-train"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--skip-train" in err and "Fix:" in err
+    assert not (tmp_path / "world").exists()
+
+
+def test_card_baselines_are_read_from_the_synth_card() -> None:
+    base = demo.card_baselines()
+    # data_cards/synth.md, "Simple baselines": Cardiomegaly 0.969 (X-ray), ECG CD 0.911, joint Heart Failure 0.949
+    assert base[("zeroshot-cxr", "auroc/Cardiomegaly")][0] == pytest.approx(0.969)
+    assert base[("zeroshot-ecg", "auroc/CD")][0] == pytest.approx(0.911)
+    joint = base[("zeroshot-joint", "auroc/Heart Failure")]
+    assert joint == (pytest.approx(0.949), "LR on 32x32 pixels + ECG features")
+    assert len(base) >= 16  # 10 X-ray findings, 5 ECG superclasses, 1 joint label
+
+
+def test_results_table_rows_baselines_and_chance() -> None:
+    metrics = {t: _metrics(t) for t in demo.EVAL_TASKS}
+    rows = demo.results_rows(metrics, demo.card_baselines())
+    by_key = {(r.task, r.metric): r for r in rows}
+    assert ("zeroshot-cxr", "auroc_macro/superclass") not in by_key and ("grounding", "cnr/Edema") not in by_key
+    assert ("retrieval", "recall@5/report->cxr") not in by_key and ("retrieval", "mrr/report->cxr") not in by_key
+    assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].baseline == pytest.approx(0.969)
+    assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].ci == (0.85, 0.95)
+    assert by_key[("retrieval", "recall@10/report->cxr")].baseline == pytest.approx(10 / 200)
+    assert by_key[("retrieval", "recall@10/cxr+ecg->report")].n == "200"
+    assert by_key[("grounding", "pointing_game")].baseline == pytest.approx(0.2)
+    table = demo.render_table(rows).splitlines()
+    assert table[0].split() == ["task", "metric", "value", "[95%", "CI]", "n", "baseline"]
+    assert len(table) == len(rows) + 2
+
+
+@pytest.mark.slow
+def test_tiny_demo_end_to_end_then_reused(tmp_path: Path) -> None:
+    options = DemoOptions(out=tmp_path / "demo", preset="tiny", steps=4, bootstrap=50, workers=1, progress=False)
+    first = run_demo(options, say=lambda _: None)
+    assert [s.name for s in first.stages] == EXPECTED_STAGES
+    assert not first.failed, first.failed
+    assert all(s.status == "built" for s in first.stages)
+    for task in demo.EVAL_TASKS:
+        assert json.loads((tmp_path / "demo" / "eval" / f"{task}.json").read_text())["task"] == task
+    assert (tmp_path / "demo" / "index" / "index.json").is_file()
+    report = first.report.read_text()
+    assert "| task | metric | value [95% CI] | n | baseline |" in report and "recall@10/report->cxr" in report
+    assert "eval/zeroshot-cxr_plots/roc.png" in report and "grounding_cxr" in report and "retrieval_report" in report
+
+    second = run_demo(options, say=lambda _: None)
+    assert [s.status for s in second.stages] == ["reused"] * (len(EXPECTED_STAGES) - 1) + ["built"]
+    assert [(r.metric, r.value_text()) for r in second.rows] == [(r.metric, r.value_text()) for r in first.rows]
