@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medclr.cli import EXIT_NOT_IMPLEMENTED, build_parser, main
+from medclr.cli import build_parser, main
 
 CONTRACT_COMMANDS = ["synth", "prepare", "train", "eval", "embed", "index", "app", "demo"]
 
@@ -31,17 +31,6 @@ def test_help_documents_every_command(command: str, capsys: pytest.CaptureFixtur
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert f"medclr {command}" in out and "--help" in out
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-    ],
-)
-def test_unlanded_commands_exit_nonzero_with_a_clear_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == EXIT_NOT_IMPLEMENTED
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "not implemented yet" in err and f"medclr {argv[0]}" in err
 
 
 def test_prepare_sources_match_the_registry() -> None:

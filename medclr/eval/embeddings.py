@@ -123,7 +123,7 @@ def embed_manifest(model: MedClr, run_dir: str | Path, manifest: str | Path, *, 
     loss = load_config(run / "config.yaml").loss.name
     return Embeddings({x: np.concatenate(v) for x, v in parts.items()},
                       {x: dataset.present(x).copy() for x in mods}, dataset.labels.copy(), dataset.label_names,
-                      rows, loss, float(model.logit_scale), meta)
+                      rows, loss, model.logit_scale.item(), meta)
 
 
 def save_embeddings(emb: Embeddings, path: str | Path) -> Path:

@@ -37,7 +37,8 @@ def roc_curves_png(targets: np.ndarray, scores: np.ndarray, labels: Sequence[str
         ax.plot(fpr, tpr, lw=1.5, label=f"{label} ({auroc(targets[:, k], scores[:, k]):.3f})")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(fontsize=7, loc="lower right", title="label (AUROC)", title_fontsize=7)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7, loc="lower right", title="label (AUROC)", title_fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

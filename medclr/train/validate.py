@@ -154,7 +154,7 @@ def zero_shot_metrics(model: MedClr, emb: dict[str, np.ndarray], present: dict[s
     if labels.size == 0 or "report" not in model.modalities:
         return {}
     table = Embeddings(emb, present, labels, list(label_names), pd.DataFrame(index=range(len(labels))), loss_name,
-                       float(model.logit_scale))
+                       model.logit_scale.item())
     out: dict[str, float] = {}
     for query, prompt_set in prompts.items():
         if not all(m in emb and present[m].any() for m in prompt_set.modalities):
