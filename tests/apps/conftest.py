@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,16 @@ from tests.models.conftest import tiny_bert_dir  # noqa: F401 - re-exported fixt
 from tests.train.conftest import cache_root, world_manifest  # noqa: F401 - re-exported fixtures
 
 APP = Path(__file__).resolve().parents[2] / "apps" / "medclr_app.py"
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module() -> Iterator[None]:
+    """Streamlit's script runner replaces ``sys.modules["__main__"]`` with the app script and leaves it there;
+    a later test in the same worker that starts processes with the ``spawn`` method (torch.distributed tests)
+    would then re-run the app in each child. Put the real ``__main__`` back after every app test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
