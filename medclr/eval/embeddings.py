@@ -39,6 +39,7 @@ from medclr.data.manifest import LABEL_PREFIX, read_manifest
 from medclr.errors import MedclrInputError
 from medclr.models import MedClr
 from medclr.models.encoders.report import ReportEncoder
+from medclr.train.validate import embed_batches
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +107,9 @@ def embed_manifest(model: MedClr, run_dir: str | Path, manifest: str | Path, *, 
         tokenizer = ReportTokenizer.from_encoder(model.tower("report").encoder)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          collate_fn=Collator(mods, tokenizer))
-    device = next(model.parameters()).device
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {x: [] for x in mods}
-    for batch in tqdm(loader, desc="embed", unit="batch", disable=not progress):
-        out = model(batch.to(device))
-        for x in mods:
-            parts[x].append(out[x].float().cpu().numpy() if x in out
-                            else np.zeros((batch.size, model.embed_dim), np.float32))
+    batches = tqdm(loader, desc="embed", unit="batch", disable=not progress)
+    vectors, present, _ = embed_batches(model, batches, next(model.parameters()).device, mods)
     rows = m.frame.iloc[dataset.index].reset_index(drop=True)
     rows = pd.DataFrame({c: rows[c].astype(object).where(rows[c].notna(), None) if c in rows else None
                          for c in ROW_COLUMNS})
@@ -121,9 +117,8 @@ def embed_manifest(model: MedClr, run_dir: str | Path, manifest: str | Path, *, 
             "label_sets": m.info.label_sets, "label_policy": m.info.label_policy,
             "label_descriptions": m.info.extra.get("label_descriptions", {}), "splits": list(splits or [])}
     loss = load_config(run / "config.yaml").loss.name
-    return Embeddings({x: np.concatenate(v) for x, v in parts.items()},
-                      {x: dataset.present(x).copy() for x in mods}, dataset.labels.copy(), dataset.label_names,
-                      rows, loss, model.logit_scale.item(), meta)
+    return Embeddings(vectors, present, dataset.labels.copy(), dataset.label_names, rows, loss,
+                      model.logit_scale.item(), meta)
 
 
 def save_embeddings(emb: Embeddings, path: str | Path) -> Path:
