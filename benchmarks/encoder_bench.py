@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Callable
-from typing import Any
 
 import torch
+from report import best_of  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 from medclr.models import build_model, load_model_config
 from medclr.models.encoders.cxr import SmallCnnConfig
@@ -28,16 +27,6 @@ REPORTS = [
     "Sinus rhythm. ST elevation in V2-V4 consistent with acute anterior injury. Recommend clinical correlation.",
     "Left lower lobe opacity, likely atelectasis; pneumonia not excluded in the appropriate clinical setting.",
 ]
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def inputs(modality: str, batch: int, image_size: int, ecg_length: int) -> ModalityInput:

@@ -1,12 +1,25 @@
-"""One way to print and save benchmark results: ``{name: {"ratio": float, ...details}}`` (higher is better)."""
+"""One way to print and save benchmark results: ``{name: {"ratio": float, ...details}}`` (higher is better), and
+one way to time a case (:func:`best_of`)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> float:
+    """Best-of-``repeats`` seconds of ``fn()`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def emit(results: Mapping[str, Mapping[str, Any]], machine: str, json_path: Path | None = None) -> None:

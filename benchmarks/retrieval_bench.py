@@ -34,8 +34,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +42,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from report import emit  # benchmarks/ is on sys.path when a benchmark runs as a script
+from report import best_of, emit  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 from medclr.index import EmbeddingIndex
 
 DIM = 512
 K = 10
-
-
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Best-of-``repeats`` seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def make_index(rows: int, seed: int = 0) -> EmbeddingIndex:
@@ -85,8 +73,8 @@ def run(rows: int, batches: Sequence[int], headline: int, repeats: int) -> dict[
     index = make_index(rows)
     x = torch.from_numpy(index.vectors["report"])
     v = torch.from_numpy(queries(1)[0])
-    t_stream = best_time(lambda: x.sum(), repeats)
-    t_matvec = best_time(lambda: x @ v, repeats)
+    t_stream = best_of(lambda: x.sum(), repeats)
+    t_matvec = best_of(lambda: x @ v, repeats)
     gib = x.numel() * 4 / 2**30
     exact: dict[str, Any] = {"rows": rows, "dim": DIM, "k": K, "queries": headline,
                              "stream_ms": round(1e3 * t_stream, 2), "stream_gib_s": round(gib / t_stream, 1),
@@ -95,14 +83,14 @@ def run(rows: int, batches: Sequence[int], headline: int, repeats: int) -> dict[
     flat = _faiss_index(index)
     for q in batches:
         given = {"cxr": queries(q)}
-        t_search = best_time(lambda: index.search(given, "report", k=K), repeats)  # noqa: B023 (used at once)
+        t_search = best_of(lambda: index.search(given, "report", k=K), repeats)  # noqa: B023 (used at once)
         exact[f"search_ms_q{q}"] = round(1e3 * t_search, 2)
         exact[f"ratio_q{q}"] = round(t_stream / t_search, 3)
         exact[f"per_query_ms_q{q}"] = round(1e3 * t_search / q, 3)
         if q == headline:
             exact["ratio"] = t_stream / t_search
         if flat is not None:
-            t_faiss = best_time(lambda: index.search(given, "report", k=K, backend="faiss"), repeats)  # noqa: B023
+            t_faiss = best_of(lambda: index.search(given, "report", k=K, backend="faiss"), repeats)  # noqa: B023
             same = all(a.ids == b.ids for a, b in zip(index.search(given, "report", k=K),
                                                        index.search(given, "report", k=K, backend="faiss"),
                                                        strict=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,21 @@ class Heat:
     opacity: float
     leads: Sequence[str] = ()
     segments_s: Sequence[tuple[float, float]] = ()
+
+
+def _paper(width: float, height: float, dpi: int) -> tuple[Any, Any]:
+    """An Agg figure of ``width x height`` mm of ECG paper (axes in mm, grid drawn): ``(figure, axes)``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width / 25.4, height / 25.4), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    _grid(ax, width, height)
+    return fig, ax
 
 
 def _grid(ax: object, width: float, height: float) -> None:
@@ -64,18 +80,10 @@ def _heat_band(ax: object, heat: Heat, lead: str, t0: float, t1: float, x0: floa
 def ecg_paper_png(signal: np.ndarray, fs: float, *, start_s: float = 0.0, heat: Heat | None = None,
                   dpi: int = 110, title: str = "") -> bytes:
     """PNG of ``signal [12, T]`` (mV at ``fs`` Hz, leads in :data:`LEADS` order) from ``start_s`` for 10 s."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     width, height = CAL_MM + SECONDS * MM_PER_S + 2.0, 4 * ROW_MM + MARGIN_MM
-    fig = Figure(figsize=(width / 25.4, height / 25.4), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, height)
-    ax.set_axis_off()
-    _grid(ax, width, height)
+    fig, ax = _paper(width, height, dpi)
     lo, hi = (float(heat.grounding.map.min()), float(heat.grounding.map.max())) if heat else (0.0, 1.0)
     rows = [list(LAYOUT[r]) for r in range(3)] + [[RHYTHM_LEAD]]
     for r, leads in enumerate(rows):
@@ -118,17 +126,8 @@ def ecg_paper_png(signal: np.ndarray, fs: float, *, start_s: float = 0.0, heat: 
 def rhythm_strip_png(signal: np.ndarray, fs: float, *, lead: str = RHYTHM_LEAD, seconds: float = 5.0,
                      dpi: int = 80) -> bytes:
     """A small paper strip of one lead (a thumbnail for retrieval results)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     width, height = seconds * MM_PER_S, ROW_MM
-    fig = Figure(figsize=(width / 25.4, height / 25.4), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, height)
-    ax.set_axis_off()
-    _grid(ax, width, height)
+    fig, ax = _paper(width, height, dpi)
     trace = signal[LEADS.index(lead), : int(seconds * fs)]
     centre = float(np.nanmedian(trace)) if trace.size else 0.0
     ax.plot(np.arange(trace.size) / fs * MM_PER_S, height / 2 + np.nan_to_num(trace - centre) * MM_PER_MV,
