@@ -141,6 +141,45 @@ def test_a_partial_run_is_resumed_and_stale_metrics_are_recomputed(tmp_path: Pat
     assert calls == ["train", *["evaluate"] * len(demo.EVAL_TASKS), "load_model", "embed", "save_embeddings"]
 
 
+def _three_rows(*_: Any) -> Any:
+    """Embeddings of three studies, one per split (what the stubbed ``embed_manifest`` returns)."""
+    import numpy as np
+    import pandas as pd
+
+    from medclr.eval.embeddings import Embeddings
+
+    rows = pd.DataFrame({"study_id": ["a", "b", "c"], "split": ["train", "test", "val"]})
+    return Embeddings({"cxr": np.zeros((3, 2), np.float32)}, {"cxr": np.ones(3, bool)}, np.zeros((3, 0), np.float32),
+                      [], rows, "convirt", 1.0)
+
+
+def test_the_eval_and_embed_stages_share_one_model_and_one_pass(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = fake_finished_demo(tmp_path, steps=30)
+    (paths.run / "checkpoints" / "latest").touch()  # a newer checkpoint: the metrics and the embeddings are stale
+    calls = _forbid(monkeypatch)
+    model = object()
+    monkeypatch.setattr(importlib.import_module("medclr.train.checkpoint"), "load_model",
+                        lambda *_, **__: calls.append("load_model") or model)
+    monkeypatch.setattr(importlib.import_module("medclr.eval.embeddings"), "embed_manifest",
+                        lambda *args, **__: calls.append("embed") or _three_rows(*args))
+    sessions: list[Any] = []
+
+    def evaluate(request: Any, session: Any) -> dict[str, Any]:  # what the tasks ask of the session
+        sessions.append(session)
+        assert session.model is model
+        if request.task != "grounding":
+            assert len(session.embeddings(request.manifest, ["test"], progress=False)) == 1
+        return _metrics(request.task)
+
+    monkeypatch.setattr(importlib.import_module("medclr.eval.tasks"), "evaluate", evaluate)
+    result = run_demo(DemoOptions(out=tmp_path, preset="tiny", progress=False), say=lambda _: None)
+    assert len(sessions) == len(demo.EVAL_TASKS) and len({id(s) for s in sessions}) == 1
+    assert sessions[0].embed_all_rows  # the embeddings file is stale too: one pass over every row serves both
+    assert calls == ["load_model", "embed", "save_embeddings"]  # the stage saves what the first eval embedded
+    assert next(s.detail for s in result.stages if s.name == "embed") == "3 studies"
+
+
 def test_steps_up_to_the_finished_checkpoint_reuse_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_finished_demo(tmp_path, steps=10)
     calls = _forbid(monkeypatch)

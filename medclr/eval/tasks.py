@@ -6,6 +6,12 @@ its metrics; with ``out`` set they go to ``out`` (JSON, flat keys, written atomi
 ``<out stem>_plots/`` beside it. Every metrics file states its protocol: the task, split(s), prompts, label
 columns, label policy, run, checkpoint and objective.
 
+**Several tasks on one run.** ``evaluate(request, session)`` takes the model and the embeddings from an
+:class:`EvalSession`, which loads the run's checkpoint once and embeds each (manifest, splits, max rows) once, so
+a caller that runs several tasks (``medclr demo``: four tasks on one manifest, then the whole manifest for the
+index) pays for neither twice. Without a session ``evaluate`` opens one for the request alone: one code path, so
+the metrics are the same either way.
+
 Tasks (registry ``TASKS``): ``zeroshot-cxr``, ``zeroshot-ecg``, ``zeroshot-joint``, ``retrieval``,
 ``grounding``, ``probe``, ``diagnostics``.
 
@@ -30,7 +36,7 @@ import pandas as pd
 from medclr.atomic import atomic_path
 from medclr.data.manifest import read_manifest
 from medclr.errors import MedclrError, MedclrInputError
-from medclr.eval.embeddings import Embeddings, embed_manifest
+from medclr.eval.embeddings import Embeddings
 from medclr.eval.prompts import PromptSet, Query, default_prompts, load_prompts
 from medclr.models import MedClr
 from medclr.registry import Registry
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SMALL_TEST_ROWS = 200
 Metrics = dict[str, Any]
+EmbeddingKey = tuple[Path, tuple[str, ...] | None, int | None]  # (manifest, splits (None: all rows), max_rows)
 
 
 @dataclass
@@ -61,15 +68,86 @@ class EvalRequest:
     device: str = "cpu"
 
 
+class EvalSession:
+    """One run's model and embeddings, shared by every task evaluated through the session.
+
+    The model (``load_model(run_dir, checkpoint, device)``) is loaded on first use; :meth:`embeddings` embeds each
+    ``(manifest, splits, max_rows)`` once and hands the same :class:`~medclr.eval.embeddings.Embeddings` to every
+    later caller (the tasks only read them). On the demo world (2 cores) a model load plus a test-split embedding
+    cost ~20 s per task, the whole paired manifest ~120 s (``medclr demo`` stage timings).
+
+    ``embed_all_rows``: embed each manifest whole (all splits, in manifest order) once and take any split from it
+    (:meth:`Embeddings.subset`, same rows in the same order as embedding the split alone). ``medclr demo`` sets it
+    when it also writes the whole manifest's embeddings for the index, so the test split is not embedded twice.
+    In eval mode no layer mixes the rows of a batch, but a row then shares its batch with other rows than in a
+    split-only pass (other batch shapes, other report padding), so its vectors may differ in the last float32 bits.
+    ``model``: an already loaded model of this run and checkpoint (nothing is loaded then).
+    """
+
+    def __init__(self, run_dir: Path, checkpoint: str = "best", device: str = "cpu", *, embed_all_rows: bool = False,
+                 model: MedClr | None = None) -> None:
+        self.run_dir, self.checkpoint, self.device = Path(run_dir), checkpoint, device
+        self.embed_all_rows = embed_all_rows
+        self._model = model
+        self._embeddings: dict[EmbeddingKey, Embeddings] = {}
+
+    @classmethod
+    def for_request(cls, request: EvalRequest, model: MedClr | None = None) -> EvalSession:
+        """A session for ``request``'s run, checkpoint and device alone (what ``evaluate(request)`` uses)."""
+        return cls(request.run_dir, request.checkpoint, request.device, model=model)
+
+    @property
+    def model(self) -> MedClr:
+        """The run's model in eval mode, loaded on first use."""
+        if self._model is None:
+            from medclr.train.checkpoint import load_model
+
+            self._model = load_model(self.run_dir, checkpoint=self.checkpoint, device=self.device)
+        return self._model
+
+    def check(self, request: EvalRequest) -> None:
+        """Refuse a request for another run, checkpoint or device than the session's model."""
+        mine = (self.run_dir.resolve(), self.checkpoint, self.device)
+        if mine != (Path(request.run_dir).resolve(), request.checkpoint, request.device):
+            raise MedclrError(f"the evaluation session holds run {self.run_dir} (checkpoint {self.checkpoint}, "
+                              f"device {self.device}); the request asks for {request.run_dir} (checkpoint "
+                              f"{request.checkpoint}, device {request.device})")
+
+    def embeddings(self, manifest: Path, splits: list[str] | None = None, *, max_rows: int | None = None,
+                   batch_size: int = 64, progress: bool = True) -> Embeddings:
+        """The embeddings of ``splits`` (None: every row) of ``manifest``, computed on first request only.
+
+        ``batch_size`` and ``progress`` apply to the first request of a key (they do not change the rows)."""
+        key: EmbeddingKey = (Path(manifest), tuple(splits) if splits else None, max_rows)
+        if key in self._embeddings:
+            return self._embeddings[key]
+        if self.embed_all_rows and splits and max_rows is None:
+            whole = self.embeddings(manifest, None, batch_size=batch_size, progress=progress)
+            mask = whole.rows["split"].astype(str).isin(splits).to_numpy()  # [n_all] bool
+            if mask.any():  # else embed the split below: it raises the usual "no rows in split(s)" error
+                part = whole.subset(mask)
+                part.meta = {**whole.meta, "splits": list(splits)}
+                self._embeddings[key] = part
+                return part
+        from medclr.eval import embeddings as embedding_module  # looked up per call (tests count the calls)
+
+        self._embeddings[key] = embedding_module.embed_manifest(
+            self.model, self.run_dir, manifest, splits=splits, batch_size=batch_size, max_rows=max_rows,
+            progress=progress)
+        return self._embeddings[key]
+
+
 @dataclass
 class EvalContext:
-    """The loaded model, the manifest's evaluation split(s) and their embeddings (computed once)."""
+    """The loaded model, the manifest's evaluation split(s) and their embeddings (computed once, by ``session``:
+    a session of its own for ``request`` and ``model`` when none is given)."""
 
     request: EvalRequest
     model: MedClr
     splits: list[str]
     split_note: str
     protocol: dict[str, Any] = field(default_factory=dict)  # protocol statements the task adds
+    session: EvalSession | None = None
 
     @cached_property
     def embeddings(self) -> Embeddings:
@@ -77,8 +155,10 @@ class EvalContext:
 
     def embed(self, splits: list[str]) -> Embeddings:
         r = self.request
-        return embed_manifest(self.model, r.run_dir, r.manifest, splits=splits, batch_size=r.batch_size,
-                              max_rows=r.max_rows, progress=r.progress)
+        if self.session is None:
+            self.session = EvalSession.for_request(r, model=self.model)
+        return self.session.embeddings(r.manifest, splits, max_rows=r.max_rows, batch_size=r.batch_size,
+                                       progress=r.progress)
 
     def training_images(self) -> set[Path]:
         """Resolved X-ray paths of the run's training split (from the training manifest its config names; empty
@@ -118,18 +198,19 @@ def default_splits(manifest: Path) -> tuple[list[str], str]:
     return ["test"], f"split 'test' ({counts['test']} rows)"
 
 
-def evaluate(request: EvalRequest) -> Metrics:
-    """Run ``request.task``; see the module docstring."""
-    from medclr.train.checkpoint import load_model
-
+def evaluate(request: EvalRequest, session: EvalSession | None = None) -> Metrics:
+    """Run ``request.task``; see the module docstring. ``session``: the model and embeddings to reuse (it must hold
+    the request's run, checkpoint and device); None: a session for this request alone."""
     if request.task not in TASKS:
         raise MedclrError(f"unknown task '{request.task}'; valid: {', '.join(TASKS.names())}")
     if not request.manifest.is_file():
         raise MedclrInputError(request.manifest, "manifest not found", "write one with `medclr prepare`")
     splits, note = (request.splits, f"split(s) {', '.join(request.splits)} (as requested)") if request.splits \
         else default_splits(request.manifest)
-    model = load_model(request.run_dir, checkpoint=request.checkpoint, device=request.device)
-    ctx = EvalContext(request, model, splits, note)
+    if session is None:
+        session = EvalSession.for_request(request)
+    session.check(request)
+    ctx = EvalContext(request, session.model, splits, note, session=session)
     metrics = TASKS.get(request.task)(ctx)
     header: Metrics = {
         "task": request.task, "run_dir": str(request.run_dir), "checkpoint": request.checkpoint,

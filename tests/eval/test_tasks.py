@@ -1,16 +1,20 @@
-"""``medclr eval`` / ``medclr embed`` end to end on a tiny trained run: every task writes its flat keys."""
+"""``medclr eval`` / ``medclr embed`` end to end on a tiny trained run: every task writes its flat keys; an
+``EvalSession`` shares one model load and one embedding per split across tasks, with the same metrics."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medclr.cli import main
-from medclr.eval.embeddings import load_embeddings
-from medclr.eval.tasks import summary_table
+from medclr.errors import MedclrError
+from medclr.eval.embeddings import embed_manifest, load_embeddings
+from medclr.eval.tasks import EvalRequest, EvalSession, evaluate, summary_table
 
 
 @pytest.mark.parametrize(("task", "keys"), [
@@ -83,3 +87,79 @@ def test_summary_table_shows_cis_and_skips_ci_keys() -> None:
     table = summary_table({"auroc_macro": 0.9, "auroc_macro_ci_low": 0.8, "auroc_macro_ci_high": 0.95,
                            "n_rows": 10.0, "auroc/Edema": float("nan")})
     assert "auroc_macro  0.900  [0.800, 0.950]" in table and "ci_low" not in table and "n_rows" not in table
+
+
+# --- several tasks on one run: EvalSession ---------------------------------------------------------------------------
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Wrap ``load_model`` and ``embed_manifest`` (where the session looks them up) to record each call."""
+    import medclr.eval.embeddings as embeddings
+    import medclr.train.checkpoint as checkpoint
+
+    calls: dict[str, list[Any]] = {"load_model": [], "embed": []}
+    load, embed = checkpoint.load_model, embeddings.embed_manifest
+
+    def counted_load(*args: Any, **kwargs: Any) -> Any:
+        calls["load_model"].append(args)
+        return load(*args, **kwargs)
+
+    def counted_embed(*args: Any, **kwargs: Any) -> Any:
+        calls["embed"].append(tuple(kwargs["splits"] or ()))
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "load_model", counted_load)
+    monkeypatch.setattr(embeddings, "embed_manifest", counted_embed)
+    return calls
+
+
+def test_a_session_loads_the_model_once_and_embeds_each_split_once(
+        trained_run: Path, world_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_calls(monkeypatch)
+    session = EvalSession(trained_run)
+    for task in ("zeroshot-cxr", "zeroshot-ecg", "retrieval", "diagnostics", "probe"):
+        metrics = evaluate(EvalRequest(trained_run, world_manifest, task, tmp_path / f"{task}.json", reps=5,
+                                       plots=False, progress=False), session)
+        assert metrics["task"] == task and metrics["splits"] == "test"
+    assert len(calls["load_model"]) == 1
+    assert calls["embed"] == [("test",), ("train",)]  # the probe's training split too, once
+
+
+def test_evaluate_with_and_without_a_session_writes_the_same_metrics(
+        trained_run: Path, world_manifest: Path, tmp_path: Path) -> None:
+    session = EvalSession(trained_run)
+    for task in ("zeroshot-cxr", "retrieval", "probe"):
+        alone, shared = tmp_path / "alone" / f"{task}.json", tmp_path / "shared" / f"{task}.json"
+        evaluate(EvalRequest(trained_run, world_manifest, task, alone, reps=20, progress=False))
+        evaluate(EvalRequest(trained_run, world_manifest, task, shared, reps=20, progress=False), session)
+        assert alone.read_bytes() == shared.read_bytes(), task
+        assert sorted(p.name for p in alone.parent.glob(f"{task}_plots/*")) == \
+            sorted(p.name for p in shared.parent.glob(f"{task}_plots/*"))
+
+
+def test_embed_all_rows_takes_each_split_from_one_pass(trained_run: Path, world_manifest: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from medclr.train.checkpoint import load_model
+
+    alone = embed_manifest(load_model(trained_run), trained_run, world_manifest, splits=["test"], progress=False)
+    calls = _count_calls(monkeypatch)
+    session = EvalSession(trained_run, embed_all_rows=True)
+    test = session.embeddings(world_manifest, ["test"], progress=False)
+    train = session.embeddings(world_manifest, ["train"], progress=False)
+    whole = session.embeddings(world_manifest, progress=False)
+    assert calls["embed"] == [()] and len(calls["load_model"]) == 1  # one pass over every row
+    assert len(test) + len(train) < len(whole) and set(train.rows["split"]) == {"train"}
+    # the same rows in the same order as embedding the split alone; the vectors up to float32 rounding
+    pd.testing.assert_frame_equal(test.rows, alone.rows)
+    np.testing.assert_array_equal(test.labels, alone.labels)
+    assert test.label_names == alone.label_names and test.meta == alone.meta
+    for m in alone.vectors:
+        np.testing.assert_array_equal(test.present[m], alone.present[m])
+        np.testing.assert_allclose(test.vectors[m], alone.vectors[m], atol=1e-5)
+
+
+def test_a_session_refuses_another_run_or_checkpoint(trained_run: Path, world_manifest: Path, tmp_path: Path) -> None:
+    session = EvalSession(trained_run, checkpoint="latest")
+    with pytest.raises(MedclrError, match="the evaluation session holds run"):
+        evaluate(EvalRequest(trained_run, world_manifest, "retrieval", progress=False), session)
+    with pytest.raises(MedclrError, match="the evaluation session holds run"):
+        evaluate(EvalRequest(tmp_path, world_manifest, "retrieval", checkpoint="latest", progress=False), session)

@@ -36,6 +36,14 @@ def test_lora_on_tiny_llama_trains_only_adapters(tiny_llama_dir: Path, caplog: p
     assert out.grid == (out.tokens.shape[1],) and out.pooled.dtype == torch.float32
 
 
+def test_lora_on_the_top_blocks_only(tiny_llama_dir: Path) -> None:
+    enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", lora=LoraSettings(r=2, layers=(1,))).build()
+    blocks = {n.split("layers.")[1].split(".")[0] for n in _trainable(enc)}
+    assert blocks == {"1"}  # block 0 keeps no adapter
+    enc(enc.prepare(TEXTS)).pooled.sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+
+
 def test_decoder_pads_with_eos_and_records_it(tiny_llama_dir: Path) -> None:
     enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", append_eos=True).build()
     info = enc.tokenizer_info()
@@ -86,6 +94,8 @@ def test_clear_errors(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(MedclrConfigError, match="no default LoRA target modules for model_type 'llama'"):
         TextConfig(model=str(tiny_llama_dir), lora=LoraSettings()).build()
     TextConfig(model=str(tiny_llama_dir), lora=LoraSettings(target_modules=("q_proj",))).build()  # explicit: fine
+    with pytest.raises(MedclrConfigError, match=r"LoRA adapts nothing.*blocks, numbered from 0"):
+        TextConfig(model=str(tiny_llama_dir), lora=LoraSettings(target_modules=("q_proj",), layers=(99,))).build()
     with pytest.raises(MedclrConfigError, match="valid names: all-minilm-l6-v2, smollm2-135m-instruct"):
         TextConfig(model="offline:gpt-9").build()
     with pytest.raises(MedclrConfigError, match="cannot load text model"):

@@ -56,6 +56,10 @@ class LoraSettings:
     dropout: float = knob(0.05, "dropout on the adapter input")
     target_modules: tuple[str, ...] | None = knob(None, "module names to adapt; None = LORA_TARGETS[model_type]")
     bias: Literal["none", "lora_only", "all"] = knob("none", "biases to train: none, those of adapted layers, all")
+    layers: tuple[int, ...] | None = knob(
+        None, "indices of the transformer blocks to adapt (peft's layers_to_transform); None = all blocks. Adapting "
+        "only the top blocks (e.g. [4, 5] of MiniLM's 6) means backward stops there: on CPU a LoRA step on MiniLM "
+        "costs ~1.1 s instead of ~2.0 s for 32 reports")
 
 
 @register_config(ENCODERS, "text_hf")
@@ -211,8 +215,22 @@ def _adapt(model: nn.Module, cfg: TextConfig, model_type: str) -> nn.Module:
         raise MedclrConfigError(f"no default LoRA target modules for model_type '{model_type}'. Fix: set "
                                 f"lora.target_modules (known defaults: {', '.join(sorted(LORA_TARGETS))})")
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(targets), bias=cfg.lora.bias)
-    return get_peft_model(model, lora)
+                      target_modules=list(targets), bias=cfg.lora.bias,
+                      layers_to_transform=list(cfg.lora.layers) if cfg.lora.layers is not None else None,
+                      layers_pattern=_block_list_name(model) if cfg.lora.layers is not None else None)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as err:  # peft: no module matched the targets (and layers)
+        n_layers = getattr(model.config, "num_hidden_layers", "?")
+        raise MedclrConfigError(f"LoRA adapts nothing: {str(err).splitlines()[0][:300]} (the model has {n_layers} "
+                                "blocks, numbered from 0). Fix: lora.target_modules / lora.layers") from None
+
+
+def _block_list_name(model: nn.Module) -> str | None:
+    """Attribute name of the model's list of transformer blocks (BERT ``layer``, Llama ``layers``, GPT-2 ``h``):
+    the longest ``nn.ModuleList``. peft needs it to number blocks when the list sits at the model's root."""
+    lists = [(len(m), name.rsplit(".", 1)[-1]) for name, m in model.named_modules() if isinstance(m, nn.ModuleList)]
+    return max(lists)[1] if lists else None
 
 
 def _count(module: nn.Module) -> tuple[int, int]:
