@@ -8,7 +8,7 @@ the ECG resampled, cropped and rounded through float16), and every score uses th
     up = engine.read_upload("scan.dcm", data)                 # Upload(kind="cxr", array [H, W] in [0, 1], ...)
     engine.diagnose(cxr=up)["cxr"].scores                    # CheXzero pair softmax per CheXpert finding
     engine.retrieve({"cxr": up}, "report", k=5)              # top-5 reports (joint with {"cxr":..., "ecg":...})
-    engine.ground_cxr(up.array, "pleural effusion")          # [H0, W0] cosine map in original pixels
+    engine.ground_cxr(up.array, "pleural effusion")          # [H0, W0] score map in original pixels
 
 Uploads are read, validated and de-identified by :mod:`medclr.uploads` (by content, never the name; size
 capped; decoded in a RAM-backed temporary folder that is deleted at once); its public names are re-exported
@@ -33,7 +33,7 @@ import torch
 from medclr.data.cache import CacheSettings
 from medclr.data.transforms import fit_ecg, quantize, resize_pad
 from medclr.errors import MedclrError, MedclrInputError
-from medclr.eval.grounding import _ecg_offset_s, cxr_similarity_map, ecg_similarity_maps
+from medclr.eval.grounding import MAP_LABELS, _ecg_offset_s, cxr_similarity_map, ecg_similarity_maps, map_kind
 from medclr.eval.prompts import DEFAULT_PROMPTS, QUERY_MODALITIES, PromptSet, builtin_prompt_path, load_prompts
 from medclr.eval.zero_shot import PromptEmbeddings, embed_prompts, prompt_scores
 from medclr.index import EmbeddingIndex, load_index
@@ -329,15 +329,20 @@ class Engine:
         return Case(study_id, read.get("cxr"), read.get("ecg"), str(row.get("report") or ""))
 
     # ------------------------------------------------------------------------------------------------ grounding
+    def map_label(self, modality: str) -> str:
+        """What the grounding maps of ``modality`` hold (:func:`medclr.eval.grounding_maps.map_kind`)."""
+        return MAP_LABELS[map_kind(self.model, modality)]
+
     def ground_cxr(self, image: np.ndarray, phrase: str) -> np.ndarray:
-        """Cosine of ``phrase`` with each projected patch token, as float32 ``[H0, W0]`` in the image's pixels."""
+        """The phrase's score map (:meth:`map_label`), as float32 ``[H0, W0]`` in the image's pixels."""
         x, geometry = self.preprocess_cxr(image)
         text = torch.from_numpy(self.embed_text(phrase))
         return self._cached(("ground_cxr", _digest(image), phrase),
                             lambda: cxr_similarity_map(self.model, x, geometry, text), large=True)
 
     def ground_ecg(self, signal: np.ndarray, phrase: str, fs: float | None = None) -> EcgGrounding:
-        """The phrase's cosine with every lead x time token of ``signal [12, T]`` (mV at ``fs``); see EcgGrounding."""
+        """The phrase's score map (:meth:`map_label`) on the lead x time tokens of ``signal [12, T]`` (mV at
+        ``fs``); see EcgGrounding."""
         x, text = self.preprocess_ecg(signal, fs), torch.from_numpy(self.embed_text(phrase))
         maps, lead_axis = self._cached(("ground_ecg", _digest(signal, fs), phrase),
                                        lambda: ecg_similarity_maps(self.model, x, [text[None]]), large=True)

@@ -67,12 +67,12 @@ def heat_overlay(grey: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarr
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def colour_bar(lo: float, hi: float) -> tuple[np.ndarray, str]:
-    """A horizontal jet gradient (``[16, 256, 3]`` uint8) and its caption."""
+def colour_bar(lo: float, hi: float, label: str = "cosine similarity") -> tuple[np.ndarray, str]:
+    """A horizontal jet gradient (``[16, 256, 3]`` uint8) and its caption (``label``: what the map's values are)."""
     from matplotlib import colormaps
 
     bar = (colormaps["jet"](np.linspace(0, 1, 256))[None, :, :3] * 255).astype(np.uint8).repeat(16, axis=0)
-    return bar, f"cosine similarity: blue {lo:+.3f} (low) ... red {hi:+.3f} (high)"
+    return bar, f"{label}: blue {lo:+.3f} (low) ... red {hi:+.3f} (high)"
 
 
 def controls(upload: Upload, serial: int, *, key: str = "viewer") -> Display:

@@ -4,6 +4,7 @@ modality has its own phrase, suggested from its best-scoring finding on the Diag
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 from medclr_ui import scores, state, viewer
 from medclr_ui.ecg_plot import Heat, ecg_paper_png
@@ -44,7 +45,7 @@ def ground_cxr(cxr: Upload, phrase: str, opacity: float) -> None:
     grey = viewer.windowed(cxr.view, display.center, display.width)
     st.image(viewer.to_display(viewer.heat_overlay(grey, heat, opacity), display),
              caption=f"'{phrase}' on the X-ray · {viewer.caption(cxr, display)}")
-    bar, text = viewer.colour_bar(float(heat.min()), float(heat.max()))
+    bar, text = viewer.colour_bar(float(np.nanmin(heat)), float(np.nanmax(heat)), eng.map_label("cxr"))
     st.image(bar, caption=text, width=360)
 
 

@@ -29,6 +29,7 @@ from medclr.data.manifest import read_manifest
 from medclr.data.transforms import fit_ecg
 from medclr.errors import MedclrInputError
 from medclr.eval.grounding_maps import (
+    MAP_LABELS,
     _eval_mode,
     cxr_grid_to_original,
     cxr_similarity_grids,
@@ -37,6 +38,7 @@ from medclr.eval.grounding_maps import (
     ecg_grid_to_signal,
     ecg_similarity_map,
     ecg_similarity_maps,
+    map_kind,
 )
 from medclr.eval.grounding_metrics import (
     BIOVIL_THRESHOLDS,
@@ -61,11 +63,11 @@ if TYPE_CHECKING:
     from medclr.eval.tasks import EvalContext
 
 __all__ = [  # this module's public names and those of grounding_maps and grounding_metrics (re-exported)
-    "BIOVIL_THRESHOLDS", "MIOU_THRESHOLDS", "Boxes", "boxes_mask", "cnr", "cxr_grid_to_original",
+    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MIOU_THRESHOLDS", "Boxes", "boxes_mask", "cnr", "cxr_grid_to_original",
     "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal", "ecg_lead_auroc",
     "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map",
     "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding",
-    "evaluate_grounding_task", "miou", "overlay_png", "pointing_game", "segments_mask", "world_truth",
+    "evaluate_grounding_task", "map_kind", "miou", "overlay_png", "pointing_game", "segments_mask", "world_truth",
 ]
 
 
@@ -169,18 +171,19 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                                 "miou/biovil": miou(sim, mask, BIOVIL_THRESHOLDS, normalize=False)})
                 if plots_dir is not None and len(records) <= max_plots:
                     _plot_cxr(m.resolve("cxr", str(frame["cxr_path"].iat[row])), sim, boxes, e,
-                              Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png")
+                              Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png",
+                              MAP_LABELS[map_kind(model, "cxr")])
     out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance"],
                    ["cnr", "miou", "pointing_game"], reps=reps, seed=seed)
     return {**out, "n_phrases": float(len(records)), "n_images": float(len(rows)),
             "n_images_excluded": float(excluded.sum())}
 
 
-def _plot_cxr(path: Path, sim: np.ndarray, boxes: Boxes, entry: dict[str, Any], out: Path) -> None:
+def _plot_cxr(path: Path, sim: np.ndarray, boxes: Boxes, entry: dict[str, Any], out: Path, label: str) -> None:
     from medclr.io import read_cxr
 
     image, _ = read_cxr(path)
-    overlay_png(image, sim, boxes, out, f"{entry['label']}: {entry['phrase']}")
+    overlay_png(image, sim, boxes, out, f"{entry['label']}: {entry['phrase']}", label=label)
 
 
 def _ecg_offset_s(n_in: int, fs: float, settings: CacheSettings) -> float:
@@ -239,7 +242,8 @@ def evaluate_ecg_grounding(model: MedClr, truth: str | Path, settings: CacheSett
                 if plots_dir is not None and len(records) <= max_plots:
                     ecg_overlay_png(signal, sim, Path(plots_dir) / f"grounding_ecg_{len(records):02d}.png",
                                     f"{f['label']}: {f['phrase']}", fs=settings.ecg_fs, leads=f["leads"],
-                                    segments_s=f["segments_s"], offset_s=offset)
+                                    segments_s=f["segments_s"], offset_s=offset,
+                                    label=MAP_LABELS[map_kind(model, "ecg")])
     metrics = ["pointing_game_lead", "pointing_game_segment", "lead_auroc", "cnr"]
     out = _summary(records, [*metrics, "pointing_game_lead_chance", "pointing_game_segment_chance"], metrics, "ecg/",
                    reps=reps, seed=seed)
@@ -353,7 +357,7 @@ def _save(fig: Any, out_path: str | Path) -> Path:
 
 
 def overlay_png(image: np.ndarray, sim_map: np.ndarray, boxes: Boxes, out_path: str | Path, title: str = "", *,
-                alpha: float = 0.45, cmap: str = "jet") -> Path:
+                alpha: float = 0.45, cmap: str = "jet", label: str = MAP_LABELS["cosine"]) -> Path:
     """The X-ray ``[H0, W0]`` in grey, the similarity map on top (``alpha``; NaN pixels clear), the boxes in green."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
@@ -367,7 +371,7 @@ def overlay_png(image: np.ndarray, sim_map: np.ndarray, boxes: Boxes, out_path: 
     shown = ax.imshow(np.ma.masked_invalid(sim_map), cmap=cmap, alpha=alpha, vmin=lo, vmax=hi)
     for x, y, bw, bh in boxes:
         ax.add_patch(Rectangle((x, y), bw, bh, fill=False, edgecolor="lime", linewidth=2))
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="cosine similarity")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=label)
     ax.set_title(title)
     ax.set_axis_off()
     return _save(fig, out_path)
@@ -375,7 +379,8 @@ def overlay_png(image: np.ndarray, sim_map: np.ndarray, boxes: Boxes, out_path: 
 
 def ecg_overlay_png(signal: np.ndarray, sim_map: np.ndarray, out_path: str | Path, title: str = "", *,
                     fs: float = 100.0, leads: Sequence[str] = (), segments_s: Sequence[Sequence[float]] = (),
-                    offset_s: float = 0.0, alpha: float = 0.5, cmap: str = "jet") -> Path:
+                    offset_s: float = 0.0, alpha: float = 0.5, cmap: str = "jet",
+                    label: str = MAP_LABELS["cosine"]) -> Path:
     """The 12 leads ``[12, T]`` over their similarity map (one strip per lead); abnormal ``leads`` are named in red
     and the abnormal ``segments_s`` (seconds from the record's start) marked under those leads."""
     from matplotlib.figure import Figure
@@ -403,5 +408,5 @@ def ecg_overlay_png(signal: np.ndarray, sim_map: np.ndarray, out_path: str | Pat
     axes[-1].set_xlabel("time (s)")
     axes[0].set_title(title)
     if shown is not None:
-        fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label="cosine similarity")
+        fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label=label)
     return _save(fig, out_path)

@@ -1,4 +1,4 @@
-"""Phrase-grounding similarity maps: a phrase's cosine with each projected token of an X-ray or an ECG, laid onto
+"""Phrase-grounding similarity maps: a phrase's score on each projected token of an X-ray or an ECG, laid onto
 the original pixels (or samples). The metrics on these maps: :mod:`medclr.eval.grounding_metrics`; evaluation:
 :mod:`medclr.eval.grounding`.
 
@@ -12,7 +12,22 @@ lives in the shared space. With unit token vectors ``v_ij`` on the token grid an
 **Which score.** A phrase and one token are a *pair*, whatever the training loss: for ConVIRT/CLIP the pair score is
 the cosine; Symile's multilinear inner product of two vectors *is* their dot product (the cosine for unit vectors);
 GRAM's volume of two unit vectors is ``sqrt(1 - cos^2)``, which forgets the sign (a token pointing *away* from the
-phrase would score like one pointing at it), so the signed cosine is used for every objective.
+phrase would score like one pointing at it), so a signed score is used for every objective. Which signed score
+depends on how the tower pools (:func:`map_kind`):
+
+* ``contribution`` (class activation mapping; Zhou et al., "Learning Deep Features for Discriminative
+  Localization", CVPR 2016): when the pooled vector is the *mean* of the tokens and the head is linear (CNN feature
+  maps, mean-pooled transformers), the image's own score decomposes exactly over the grid. With projected tokens
+  ``u_ij`` (not normalised), ``N`` cells and pooled ``p = mean_ij u_ij``::
+
+      M[i, j] = u_ij . t / |p|          mean_ij M[i, j] = p . t / |p| = cos(p, t)
+
+  so the map shows where the cosine that zero-shot diagnosis and retrieval use comes from. A per-token cosine
+  would instead rate a low-norm token (one that barely moves ``p``, such as a cell over the zero-padded border) by
+  its direction alone: on a mean-pooled CNN trained on the demo world it lit the image borders (pointing game
+  0.06 vs 0.16 with contributions).
+* ``cosine`` (BioViL): otherwise (a [CLS]-pooled transformer's patch tokens never form the pooled vector), with
+  unit tokens ``v_ij``: ``S[i, j] = cos(v_ij, t)`` in [-1, 1].
 
 **Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` covers input pixels ``[i s, (i + 1) s)``
 (ViT patches; for CNN feature maps its centre is ``(i + 1/2) s``, see ``medclr.models.encoders.cxr``). The map is
@@ -29,11 +44,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from medclr.models.model import MedClr
 from medclr.types import EncoderOutput, Geometry
@@ -111,13 +127,30 @@ def _eval_mode(model: MedClr) -> Iterator[None]:
         model.train(was_training)
 
 
+MapKind = Literal["contribution", "cosine"]
+MAP_LABELS: dict[MapKind, str] = {"contribution": "contribution to the cosine (map mean = cosine)",
+                                  "cosine": "cosine similarity"}
+
+
+def map_kind(model: MedClr, modality: str) -> MapKind:
+    """``contribution`` when ``modality``'s tower pools by the mean of its tokens and projects linearly (the score
+    then decomposes over the grid), else ``cosine`` (module docstring)."""
+    tower = model.tower(modality)
+    return "contribution" if tower.encoder.pools_by_mean and isinstance(tower.head, nn.Linear) else "cosine"
+
+
 def _token_grids(model: MedClr, modality: str, x: Tensor) -> tuple[EncoderOutput, Tensor]:
-    """Encoder output and its unit tokens on the grid ``[B, *grid, D]``."""
+    """Encoder output and its tokens on the grid ``[B, *grid, D]``, scaled for :func:`map_kind`: divided by the
+    pooled vector's norm (contribution) or unit length (cosine); a dot with a unit phrase gives the map."""
     with _eval_mode(model):
-        out = model.encode_tokens(modality, x)
+        out = model.encode_tokens(modality, x, normalize=False)
     if out.tokens is None or out.grid is None:
         raise ValueError(f"the {modality} encoder gives no token grid; grounding needs one")
-    return out, F.normalize(out.token_map().float(), dim=-1)
+    tokens = out.token_map().float()  # [B, *grid, D]
+    if map_kind(model, modality) == "cosine":
+        return out, F.normalize(tokens, dim=-1)
+    norm = out.pooled.float().norm(dim=-1).clamp(min=1e-12)  # [B]
+    return out, tokens / norm.reshape(-1, *([1] * (tokens.ndim - 1)))
 
 
 def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
@@ -126,8 +159,9 @@ def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
 
 def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Sequence[Tensor]
                          ) -> tuple[list[np.ndarray], tuple[float, ...]]:
-    """Cosine maps on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of phrases for every image
-    (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and the grid's stride in input pixels."""
+    """Score maps (:func:`map_kind`) on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of
+    phrases for every image (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and the grid's stride in
+    input pixels."""
     out, tokens = _token_grids(model, "cxr", images)  # tokens: [B, h, w, D]
     per_image = [phrase_embs] * tokens.shape[0] if isinstance(phrase_embs, Tensor) else list(phrase_embs)
     if len(per_image) != tokens.shape[0]:
@@ -154,8 +188,9 @@ def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geom
 
 
 def cxr_similarity_map(model: MedClr, image: Tensor, geometry: Geometry, phrase_emb: Tensor) -> np.ndarray:
-    """Cosine of ``phrase_emb [D]`` with each projected patch token of ``image`` (``[1, S, S]`` or ``[1, 1, S, S]``,
-    preprocessed as in training), as float32 ``[H0, W0]`` in the original image's pixels (``geometry``)."""
+    """The score map (:func:`map_kind`) of ``phrase_emb [D]`` on the projected patch tokens of ``image``
+    (``[1, S, S]`` or ``[1, 1, S, S]``, preprocessed as in training), as float32 ``[H0, W0]`` in the original
+    image's pixels (``geometry``)."""
     x = image if image.ndim == 4 else image[None]  # [1, 1, S, S]
     if x.shape[0] != 1:
         raise ValueError(f"one image per call (got {x.shape[0]}); use cxr_similarity_maps for a batch")
@@ -175,8 +210,9 @@ def ecg_similarity_maps(model: MedClr, ecgs: Tensor, phrase_embs: Sequence[Tenso
 
 
 def ecg_similarity_map(model: MedClr, ecg: Tensor, phrase_emb: Tensor) -> np.ndarray:
-    """Cosine of ``phrase_emb [D]`` with each projected lead x time token of ``ecg [12, T]`` (preprocessed as in
-    training), as float32 ``[12, T]``; see :func:`ecg_grid_to_signal` for encoders without a lead axis."""
+    """The score map (:func:`map_kind`) of ``phrase_emb [D]`` on the projected lead x time tokens of
+    ``ecg [12, T]`` (preprocessed as in training), as float32 ``[12, T]``; see :func:`ecg_grid_to_signal` for
+    encoders without a lead axis."""
     x = ecg if ecg.ndim == 3 else ecg[None]  # [1, 12, T]
     maps, _ = ecg_similarity_maps(model, x, [phrase_emb.reshape(1, -1)])
     return maps[0][0]  # [12, T]

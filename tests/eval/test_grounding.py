@@ -154,6 +154,34 @@ def test_stub_model_map_points_at_the_hot_patch() -> None:
     np.testing.assert_allclose(batch[1][0], sim)
 
 
+class MeanPooledPatches(OneHotPatches):
+    """The same token grid with random tokens, pooled by their mean (a CNN's pooling)."""
+
+    pools_by_mean = True
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        out = super().forward(x)
+        tokens = torch.randn_like(out.tokens)  # [B, N, 4]
+        return EncoderOutput(pooled=tokens.mean(dim=1), tokens=tokens, grid=out.grid, grid_axes=out.grid_axes,
+                             token_stride=out.token_stride, input_size=out.input_size)
+
+
+def test_contribution_map_of_a_mean_pooled_tower_averages_to_the_cosine() -> None:
+    torch.manual_seed(0)
+    linear = MedClr({"cxr": Tower(MeanPooledPatches((0, 0)), nn.Linear(4, 4))}, 4, LogitScale(10.0, 100.0))
+    assert g.map_kind(linear, "cxr") == "contribution" and "map mean = cosine" in g.MAP_LABELS["contribution"]
+    x, phrase = torch.zeros(1, 1, 32, 32), torch.tensor([[0.3, -1.0, 0.5, 2.0]])
+    torch.manual_seed(1)
+    grids, _ = g.cxr_similarity_grids(linear, x, phrase)  # [1, 4, 4] per image
+    torch.manual_seed(1)
+    cosine = torch.cosine_similarity(linear.encode("cxr", x), phrase).item()
+    assert grids[0].mean() == pytest.approx(cosine, abs=1e-5)  # M = u . t / |p| averages to cos(p, t)
+    assert np.abs(grids[0]).max() > 1.0  # contributions are not cosines
+    nonlinear = MedClr({"cxr": Tower(MeanPooledPatches((0, 0)), nn.Sequential(nn.Linear(4, 4), nn.ReLU()))}, 4,
+                       LogitScale(10.0, 100.0))
+    assert g.map_kind(nonlinear, "cxr") == "cosine"
+
+
 # -------------------------------------------------------------------------------------- tiny model and world
 @pytest.fixture(scope="module")
 def tiny_model(tiny_bert_dir: Path) -> MedClr:  # noqa: F811

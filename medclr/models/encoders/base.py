@@ -51,6 +51,7 @@ class Encoder(nn.Module):
     """Base class: ``out_dim`` features per pooled vector and per token; ``forward`` returns an EncoderOutput."""
 
     out_dim: int
+    pools_by_mean: bool = False  # pooled == the mean of the tokens (CNN feature maps, mean-pooled transformers)
 
     def prepare(self, x: ModalityInput) -> ModalityInput:
         """Turn a raw batch into the module's input (text towers tokenize strings); others take tensors."""

@@ -107,6 +107,7 @@ class CxrViT(Encoder):
         from monai.networks.blocks import PatchEmbeddingBlock  # monai imports in ~5 s: only when building
 
         self.cfg, self.out_dim, self.patch_size = cfg, cfg.hidden_size, cfg.patch_size
+        self.pools_by_mean = cfg.pooling == "mean"
         self.patch_embedding = PatchEmbeddingBlock(
             in_channels=1, img_size=cfg.image_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
             num_heads=cfg.num_heads, proj_type="conv", pos_embed_type="learnable", dropout_rate=cfg.dropout,
@@ -152,6 +153,8 @@ class CxrViT(Encoder):
 class CxrDenseNet(Encoder):
     """DenseNet feature extractor (MONAI ``DenseNet.features`` + ReLU); tokens = the final feature map."""
 
+    pools_by_mean = True  # feature_map_output
+
     def __init__(self, cfg: DenseNetConfig) -> None:
         super().__init__()
         from monai.networks.nets import DenseNet
@@ -181,6 +184,8 @@ RESNET_LAYOUTS: dict[int, tuple[Literal["basic", "bottleneck"], list[int]]] = {
 class CxrResNet(Encoder):
     """MONAI ResNet without its classifier; parameter names match torchvision/MONAI (``conv1``, ``layer1``...)."""
 
+    pools_by_mean = True  # feature_map_output
+
     def __init__(self, cfg: ResNetConfig) -> None:
         super().__init__()
         from monai.networks.nets import ResNet
@@ -207,6 +212,8 @@ class CxrResNet(Encoder):
 
 class CxrSmallCNN(Encoder):
     """Stages of (3x3 stride-2 conv, BatchNorm, ReLU) [+ a stride-1 conv]; cheap enough for CPU training."""
+
+    pools_by_mean = True  # feature_map_output
 
     def __init__(self, cfg: SmallCnnConfig) -> None:
         super().__init__()

@@ -85,6 +85,8 @@ def input_scaling(norm: EcgNorm | None) -> nn.Module:
 class EcgResNet1d(Encoder):
     """MONAI 1-D ResNet over the 12 leads as channels; tokens are the time cells of the last feature map."""
 
+    pools_by_mean = True  # the mean of the last feature map
+
     def __init__(self, cfg: EcgResNetConfig) -> None:
         super().__init__()
         from monai.networks.nets import ResNet  # imported when building: monai takes seconds to import
@@ -115,6 +117,7 @@ class EcgPatchTransformer(Encoder):
     def __init__(self, cfg: EcgPatchTransformerConfig) -> None:
         super().__init__()
         self.cfg, self.out_dim = cfg, cfg.hidden_size
+        self.pools_by_mean = cfg.pooling == "mean"
         d = cfg.hidden_size
         self.patch_embed = nn.Linear(cfg.patch_size, d)  # one map for every lead: [P] -> [D]
         self.lead_embed = nn.Parameter(torch.zeros(cfg.leads, d))  # [12, D]
