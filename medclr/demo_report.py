@@ -114,12 +114,15 @@ def _count(values: Metrics, task: str, key: str) -> str:
 
 def chance_level(values: Metrics, task: str, key: str) -> tuple[float, str] | None:
     """The chance level a metric file states for ``key``: ``<key>_chance`` (grounding pointing games), or K/n for
-    retrieval recall@K (the retrieval protocol: "chance recall@K = K/n")."""
+    retrieval recall@K (the retrieval protocol: "chance recall@K = K/n"), whose note adds the label oracle's
+    recall (``<key>_label_ceiling``, :func:`medclr.eval.retrieval.label_ceiling`) when the file has it."""
     if isinstance(chance := values.get(f"{key}_chance"), int | float):
         return float(chance), "chance"
     match = re.fullmatch(r"recall@(\d+)/(.+)", key)
     if task == "retrieval" and match and isinstance(n := values.get(f"n/{match[2]}"), int | float) and n > 0:
-        return min(1.0, int(match[1]) / float(n)), "chance K/n"
+        ceiling = values.get(f"{key}_label_ceiling")
+        note = f"chance K/n; label ceiling {ceiling:.3f}" if isinstance(ceiling, int | float) else "chance K/n"
+        return min(1.0, int(match[1]) / float(n)), note
     return None
 
 

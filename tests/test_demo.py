@@ -31,6 +31,7 @@ def _metrics(task: str) -> dict[str, Any]:
         "zeroshot-ecg": {"auroc/CD": 0.7, "n_pos/CD": 30, "n_neg/CD": 170, "auroc_macro": 0.7},
         "zeroshot-joint": {"auroc/Heart Failure": 0.75, "n_pos/Heart Failure": 20, "n_neg/Heart Failure": 180},
         "retrieval": {"recall@1/report->cxr": 0.1, "recall@5/report->cxr": 0.3, "recall@10/report->cxr": 0.4,
+                      "recall@10/report->cxr_label_ceiling": 0.48,
                       "recall@10/report->cxr_ci_low": 0.35, "recall@10/report->cxr_ci_high": 0.45,
                       "n/report->cxr": 200, "mrr/report->cxr": 0.2, "recall@10/cxr+ecg->report": 0.5,
                       "n/cxr+ecg->report": 200, "retrieval_protocol": "chance recall@K = K/n"},
@@ -220,6 +221,7 @@ def test_results_table_rows_baselines_and_chance() -> None:
     assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].baseline == pytest.approx(0.969)
     assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].ci == (0.85, 0.95)
     assert by_key[("retrieval", "recall@10/report->cxr")].baseline == pytest.approx(10 / 200)
+    assert by_key[("retrieval", "recall@10/report->cxr")].baseline_note == "chance K/n; label ceiling 0.480"
     assert by_key[("retrieval", "recall@10/cxr+ecg->report")].n == "200"
     assert by_key[("grounding", "pointing_game")].baseline == pytest.approx(0.2)
     table = demo.render_table(rows).splitlines()

@@ -156,10 +156,27 @@ def task_positives(given: Sequence[str], target: str, rows: np.ndarray,
     return PositiveGroups(ids, ids)
 
 
+def label_ceiling(labels: np.ndarray, k: int) -> float:
+    """Recall@K of a *label oracle*: a model that knows each target's label vector exactly and nothing else.
+
+    It ranks the ``g_i`` candidates whose labels equal the true target's first, in random order, so the target is in
+    the top K with probability ``min(1, K / g_i)``; the mean over queries is the best recall@K any model can reach
+    by recognising these labels alone. On a world where half the X-rays are normal it stays far below 1: a report
+    saying "no acute findings" cannot single out one of ~90 normal test X-rays.
+
+    >>> label_ceiling(np.array([[0, 1], [0, 1], [0, 1], [1, 0]]), k=1)   # 3 tied rows (1/3 each), 1 unique
+    0.5
+    """
+    codes = np.unique(np.nan_to_num(np.asarray(labels, dtype=np.float64), nan=-1.0), axis=0, return_inverse=True)[1]
+    sizes = np.bincount(codes.reshape(-1))[codes.reshape(-1)]  # [n] g_i, the row's own group included
+    return float(np.minimum(1.0, k / sizes).mean())
+
+
 def retrieval_metrics(emb: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], loss_name: str, *,
                       groups: Mapping[str, np.ndarray] | None = None, ks: Sequence[int] = (1, 5, 10),
                       two_to_one: bool = True, reps: int = 1000, seed: int = 0, chunk: int = 1024,
-                      ties: Ties = "optimistic") -> dict[str, float]:
+                      ties: Ties = "optimistic", target_labels: Mapping[str, np.ndarray] | None = None
+                      ) -> dict[str, float]:
     """Recall@K, MRR, median rank and their bootstrap CIs for every retrieval task, as flat keys.
 
     ``emb[m]`` ``[n, D]`` rows of one table (row i of every modality is the same study); ``present[m]`` ``[n]``
@@ -168,7 +185,9 @@ def retrieval_metrics(emb: Mapping[str, np.ndarray], present: Mapping[str, np.nd
     ``"<q1>+<q2>-><t>"`` (given modalities in the order of ``emb``): ``recall@K/name`` with ``_ci_low`` /
     ``_ci_high``, ``mrr/name`` with its CI, ``median_rank/name`` and ``n/name`` (the number of queries =
     candidates; chance recall@K is K/n). CIs: percentile bootstrap over the queries with the candidates fixed
-    (:mod:`medclr.eval.metrics`); ``reps=0`` skips them.
+    (:mod:`medclr.eval.metrics`); ``reps=0`` skips them. ``target_labels[m]`` ``[n, L]``: the ground-truth labels
+    of modality ``m`` (the synthetic world's ``label/cxr:*``), adding ``recall@K/name_label_ceiling`` for tasks
+    retrieving ``m`` (:func:`label_ceiling`).
     """
     score = score_fn(loss_name)
     out: dict[str, float] = {}
@@ -193,4 +212,7 @@ def retrieval_metrics(emb: Mapping[str, np.ndarray], present: Mapping[str, np.nd
         out[f"mrr/{name}_ci_low"], out[f"mrr/{name}_ci_high"] = float(low[-1]), float(high[-1])
         out[f"median_rank/{name}"] = median_rank(r)
         out[f"n/{name}"] = float(n)
+        if target_labels is not None and target in target_labels:
+            for k in ks:
+                out[f"recall@{k}/{name}_label_ceiling"] = label_ceiling(np.asarray(target_labels[target])[rows], k)
     return out

@@ -282,8 +282,15 @@ def retrieval_task(ctx: EvalContext) -> Metrics:
         "exact ranks over all rows of the split that have the query and target modalities; the partner (or an "
         "identical report text) is the positive; ranks count candidates scoring strictly higher; chance "
         "recall@K = K/n; scores = the objective's own (cosine | Symile MIP | negative GRAM volume)")
+    truth_columns = {m: [i for i, name in enumerate(emb.label_names) if name.startswith(f"{m}:")] for m in emb.vectors}
+    truth = {m: emb.labels[:, columns] for m, columns in truth_columns.items() if columns}  # {m: [n, L_m]}
+    if truth:
+        ctx.protocol["retrieval_label_ceiling"] = (
+            "recall@K/<task>_label_ceiling: recall@K of an oracle that knows the target's ground-truth labels ("
+            + ", ".join(f"label/{m}:*, {len(truth_columns[m])} columns" for m in truth)
+            + ") and nothing else: mean over queries of min(1, K / #targets with the same labels)")
     metrics = retrieval_metrics(emb.vectors, emb.present, emb.loss, groups=groups, reps=ctx.request.reps,
-                                seed=ctx.request.seed)
+                                seed=ctx.request.seed, target_labels=truth)
     if ctx.plots_dir is not None and "report" in emb.vectors and "cxr" in emb.vectors:
         from medclr.eval.plots import retrieval_examples_png
 

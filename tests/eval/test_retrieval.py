@@ -13,7 +13,7 @@ from torch import Tensor
 
 from medclr.eval import retrieval
 from medclr.eval.metrics import mean_reciprocal_rank, median_rank, recall_at_k
-from medclr.eval.retrieval import PositiveGroups, ranks, retrieval_metrics, tasks
+from medclr.eval.retrieval import PositiveGroups, label_ceiling, ranks, retrieval_metrics, tasks
 from medclr.losses.scoring import score_fn
 
 LOSSES = ["convirt", "symile", "gram"]
@@ -172,6 +172,18 @@ def test_retrieval_metrics_match_the_reference(loss: str, with_groups: bool) -> 
             assert out[f"{stat}/{name}_ci_low"] <= out[f"{stat}/{name}"] <= out[f"{stat}/{name}_ci_high"]
     assert set(out) == set(expected) | {f"{s}/{n}_ci_{e}" for s in ("recall@1", "recall@5", "mrr")
                                         for n in names for e in ("low", "high")}
+
+
+def test_label_ceiling_by_hand() -> None:
+    # groups: 4 normal rows (K=1: 1/4 each, K=5: 1), 2 rows with finding A (1/2 each), 1 with A and B (1)
+    labels = np.array([[0, 0]] * 4 + [[1, 0]] * 2 + [[1, 1]])
+    assert label_ceiling(labels, 1) == pytest.approx((4 * 0.25 + 2 * 0.5 + 1) / 7)
+    assert label_ceiling(labels, 5) == 1.0
+    assert label_ceiling(np.array([[np.nan], [np.nan], [1.0]]), 1) == pytest.approx((0.5 + 0.5 + 1) / 3)  # NaN: a value
+    emb, _ = world(7, seed=1)
+    out = retrieval_metrics(emb, {}, "convirt", ks=(1, 5), reps=0, target_labels={"cxr": labels})
+    assert out["recall@1/report->cxr_label_ceiling"] == pytest.approx(label_ceiling(labels, 1))
+    assert out["recall@5/ecg+report->cxr_label_ceiling"] == 1.0 and "recall@1/cxr->ecg_label_ceiling" not in out
 
 
 def test_groups_only_raise_recall() -> None:
