@@ -31,7 +31,7 @@ def _metrics(task: str) -> dict[str, Any]:
         "zeroshot-ecg": {"auroc/CD": 0.7, "n_pos/CD": 30, "n_neg/CD": 170, "auroc_macro": 0.7},
         "zeroshot-joint": {"auroc/Heart Failure": 0.75, "n_pos/Heart Failure": 20, "n_neg/Heart Failure": 180},
         "retrieval": {"recall@1/report->cxr": 0.1, "recall@5/report->cxr": 0.3, "recall@10/report->cxr": 0.4,
-                      "recall@10/report->cxr_label_ceiling": 0.48,
+                      "recall@10/report->cxr_label_ceiling": 0.48, "recall@10/ecg+report->cxr_label_ceiling": 0.48,
                       "recall@10/report->cxr_ci_low": 0.35, "recall@10/report->cxr_ci_high": 0.45,
                       "n/report->cxr": 200, "mrr/report->cxr": 0.2, "recall@10/cxr+ecg->report": 0.5,
                       "n/cxr+ecg->report": 200, "retrieval_protocol": "chance recall@K = K/n"},
@@ -217,6 +217,7 @@ def test_results_table_rows_baselines_and_chance() -> None:
     rows = demo.results_rows(metrics, demo.card_baselines())
     by_key = {(r.task, r.metric): r for r in rows}
     assert ("zeroshot-cxr", "auroc_macro/superclass") not in by_key and ("grounding", "cnr/Edema") not in by_key
+    assert ("retrieval", "recall@10/ecg+report->cxr_label_ceiling") not in by_key  # a note, not a row
     assert ("retrieval", "recall@5/report->cxr") not in by_key and ("retrieval", "mrr/report->cxr") not in by_key
     assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].baseline == pytest.approx(0.969)
     assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].ci == (0.85, 0.95)
