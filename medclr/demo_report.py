@@ -133,7 +133,8 @@ def results_rows(metrics: dict[str, Metrics], baselines: Baselines) -> list[Resu
     for task, values in metrics.items():
         patterns = HEADLINE.get(task, ())
         for key, value in values.items():
-            if (not isinstance(value, int | float) or isinstance(value, bool) or key.endswith(("_ci_low", "_ci_high", "_label_ceiling"))
+            if (not isinstance(value, int | float) or isinstance(value, bool)
+                    or key.endswith(("_ci_low", "_ci_high", "_label_ceiling"))
                     or not any(re.fullmatch(p, key) for p in patterns)):
                 continue
             low, high = values.get(f"{key}_ci_low"), values.get(f"{key}_ci_high")

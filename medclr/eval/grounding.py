@@ -29,6 +29,7 @@ from medclr.data.manifest import read_manifest
 from medclr.data.transforms import fit_ecg
 from medclr.errors import MedclrInputError
 from medclr.eval.grounding_maps import (
+    MAP_DESCRIPTIONS,
     MAP_LABELS,
     _eval_mode,
     cxr_grid_to_original,
@@ -326,9 +327,11 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
                                "world truth.csv with ecg_findings beside the manifest's roots",
                                "prepare MS-CXR (medclr prepare ms-cxr) or a world made by `medclr synth`")
     ctx.protocol["grounding_protocol"] = (
-        "cosine of the phrase embedding with each projected unit token, bilinear on the token grid, mapped to "
-        "original pixels through the recorded resize+pad; CNR = (mean_in - mean_out) / sqrt(var_in + var_out); "
-        "pointing game = map maximum inside a box; mIoU = mean IoU over thresholds "
+        "maps: " + "; ".join(f"{m}: {MAP_DESCRIPTIONS[map_kind(ctx.model, m)]}" for m in ("cxr", "ecg")
+                             if m in ctx.model.modalities)
+        + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
+        "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box; "
+        "mIoU = mean IoU over thresholds "
         f"{list(MIOU_THRESHOLDS)} of the per-map min-max normalised map (miou/biovil: raw map, thresholds "
         f"{list(BIOVIL_THRESHOLDS)}); 95% CIs: percentile bootstrap over phrases (ECG: findings)"
         + (f"; ECG truth: {truth}" if truth is not None else ""))

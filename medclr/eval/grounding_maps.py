@@ -130,6 +130,10 @@ def _eval_mode(model: MedClr) -> Iterator[None]:
 MapKind = Literal["contribution", "cosine"]
 MAP_LABELS: dict[MapKind, str] = {"contribution": "contribution to the cosine (map mean = cosine)",
                                   "cosine": "cosine similarity"}
+MAP_DESCRIPTIONS: dict[MapKind, str] = {
+    "contribution": "contribution maps (CAM: the tower mean-pools its tokens and projects linearly; projected token "
+                    ". unit phrase / |pooled|, whose grid mean is the image-phrase cosine)",
+    "cosine": "cosine of the unit phrase embedding with each projected unit token (BioViL)"}
 
 
 def map_kind(model: MedClr, modality: str) -> MapKind:
