@@ -34,9 +34,11 @@ def test_shipped_configs_read_and_round_trip(path: Path) -> None:
 def test_config_names_and_shapes() -> None:
     assert {p.stem for p in CONFIGS} >= {"tiny", "demo", "demo_llm", "mimic_vit_llm"}
     demo = load_model_config(CONFIGS[[p.stem for p in CONFIGS].index("demo")])
-    assert isinstance(demo.towers["cxr"].encoder, ViTConfig) and demo.towers["cxr"].encoder.image_size == 128
+    cxr = demo.towers["cxr"].encoder  # 4 stride-2 stages: 128 px -> an 8 x 8 grid; mean-pooled (CAM grounding)
+    assert isinstance(cxr, SmallCnnConfig) and len(cxr.channels) == 4 and cxr.build().pools_by_mean
     report = demo.towers["report"].encoder
     assert isinstance(report, TextConfig) and report.lora is not None and report.lora.r == 8
+    assert report.lora.layers == (4, 5)  # MiniLM's top two of six blocks
     assert isinstance(demo.towers["report"].head, MlpHeadConfig)
 
 
