@@ -42,7 +42,7 @@ bench: setup
 	$(PY) benchmarks/io_bench.py
 
 # The main job offline: synth -> prepare -> train demo.yaml -> eval -> embed/index -> results table + report.md
-# (~15 min on 2 cores; a re-run reuses every finished stage). DEMO_ARGS="--preset tiny" for a ~1 minute run.
+# (~13 min on 2 cores from a fresh clone; a re-run reuses every finished stage). DEMO_ARGS="--preset tiny" for a ~1 minute run.
 DEMO_OUT ?= runs/demo_job
 demo: setup
 	$(VENV)/bin/medclr demo --out $(DEMO_OUT) $(DEMO_ARGS)
