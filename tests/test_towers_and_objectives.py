@@ -64,3 +64,32 @@ def test_each_objective_trains_the_three_towers(batch: Batch, loss_name: str) ->
         losses.append(float(out["loss"].detach()))
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0], (loss_name, losses)
+
+
+def test_local_word_region_term_trains_through_the_token_grids(batch: Batch) -> None:
+    """ConVIRT + GLoRIA's local term through ContrastiveStep: token grids reach the loss, missing X-rays are
+    zero rows left out of the local term, and the local loss falls."""
+    from medclr.train.parts import ContrastiveStep
+
+    torch.manual_seed(0)
+    model = build_model(load_model_config(CONFIG))
+    present = torch.ones(B, dtype=torch.bool)
+    present[2] = False
+    partial = Batch(inputs=batch.inputs, present={"cxr": present})
+    emb, grids = model.encode_batch(partial, ("cxr", "report"))
+    assert set(grids) == {"cxr", "report"} and set(emb) == {"cxr", "ecg", "report"}
+    cxr = grids["cxr"]
+    assert cxr.tokens is not None and cxr.token_mask is not None and cxr.tokens.shape[:2] == cxr.token_mask.shape
+    assert float(cxr.tokens[2].abs().sum()) == 0.0 and not bool(cxr.token_mask[2].any())
+    torch.testing.assert_close(emb["cxr"], model(partial)["cxr"])  # the same embeddings as forward
+    step = ContrastiveStep(model, LOSSES.get("convirt")(local_weight=1.0), ["cxr", "ecg", "report"], False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    local = []
+    for _ in range(5):
+        out = step(partial)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        local.append(float(out["loss/local/cxr->report"]))
+    assert int(out["n/local/cxr-report"]) == B - 1
+    assert local[-1] < local[0], local

@@ -184,6 +184,21 @@ def positive_mask(rows: Rows, from_row: Sequence[str], from_candidate: Sequence[
     return pos
 
 
+def same_item_mask(used: Tensor, modalities: Sequence[str], groups: Masks | None,
+                   positives: Tensor | None = None) -> Tensor | None:
+    """``[n, n]`` bool over this rank's ``used`` rows: i and j are interchangeable (the diagonal; rows whose
+    ``groups`` id agrees in one of ``modalities``; or ``positives``), or None when nothing but the diagonal is."""
+    ids = [g.to(used.device).reshape(-1)[used] for m, g in (groups or {}).items() if m in modalities]
+    if not ids and positives is None:
+        return None
+    pos = torch.eye(used.numel(), dtype=torch.bool, device=used.device)
+    for g in ids:
+        pos |= g[:, None] == g[None, :]
+    if positives is not None:
+        pos |= positives.to(used.device)[used][:, used]
+    return pos
+
+
 def row_cross_entropy(logits: Tensor, target: Tensor, positives: Tensor | None = None,
                       label_smoothing: float = 0.0) -> Tensor:
     """Per-row cross-entropy ``[n]``: one-hot ``target`` or, with ``positives`` ``[n, C]``, uniform over them."""

@@ -21,6 +21,10 @@ Options:
   the softmax denominator.
 * ``align_weight`` / ``uniform_weight``: alignment and uniformity terms (Wang & Isola, ICML 2020) added to the
   contrastive loss to close the "contrastive gap" (Fahim et al., 2024); see :mod:`medclr.losses.extras`.
+* ``local_weight``: GLoRIA's local word-region term (Huang et al., ICCV 2021) between ``local_pair`` =
+  (image, text), added with this weight; the loss then needs the two modalities' token grids
+  (``loss(..., tokens={m: EncoderOutput})``, which :class:`medclr.train.parts.ContrastiveStep` passes when
+  :attr:`ConvirtLoss.token_modalities` is not empty). See :mod:`medclr.losses.local`.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ from medclr.losses.base import (
     check_embeddings,
     decoupled_cross_entropy,
     positive_mask,
+    row_mask,
+    same_item_mask,
     select_rows,
     zero_loss,
 )
 from medclr.losses.extras import alignment_rows, uniformity
+from medclr.losses.local import GLORIA_TEMPERATURES, LocalAlignment
+from medclr.types import EncoderOutput
 
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("cxr", "report"), ("ecg", "report"))
 
@@ -55,7 +63,9 @@ class ConvirtLoss(MultimodalLoss):
 
     def __init__(self, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS, lam: float = 0.75,
                  decoupled: bool = False, align_weight: float = 0.0, uniform_weight: float = 0.0,
-                 uniform_t: float = 2.0) -> None:
+                 uniform_t: float = 2.0, local_weight: float = 0.0,
+                 local_pair: Sequence[str] = ("cxr", "report"),
+                 local_temperatures: Sequence[float] = GLORIA_TEMPERATURES) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1]; got {lam}")
@@ -64,13 +74,26 @@ class ConvirtLoss(MultimodalLoss):
         self.pairs = [(str(a), str(b)) for a, b in pairs]
         self.lam, self.decoupled = lam, decoupled
         self.align_weight, self.uniform_weight, self.uniform_t = align_weight, uniform_weight, uniform_t
+        if local_weight < 0 or len(local_pair) != 2:
+            raise ValueError(f"local_weight must be >= 0 and local_pair an (image, text) pair; "
+                             f"got {local_weight}, {local_pair!r}")
+        self.local_weight = float(local_weight)
+        self.local = LocalAlignment(str(local_pair[0]), str(local_pair[1]),
+                                    tuple(float(t) for t in local_temperatures))  # type: ignore[arg-type]
+
+    @property
+    def token_modalities(self) -> tuple[str, ...]:
+        """Modalities whose token grids the loss needs (the local term's pair), or () without it."""
+        return (self.local.image, self.local.text) if self.local_weight else ()
 
     def extra_repr(self) -> str:
-        return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}"
+        local = f", local_weight={self.local_weight}, local_pair={self.token_modalities}" if self.local_weight else ""
+        return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{local}"
 
     def forward(
         self, emb: Mapping[str, Tensor], logit_scale: Tensor | float, present: Masks | None = None,
         groups: Masks | None = None, positives: Tensor | None = None,
+        tokens: Mapping[str, EncoderOutput] | None = None,
     ) -> dict[str, Tensor]:
         check_embeddings(emb, [])
         if positives is not None and dist_utils.is_distributed():
@@ -88,7 +111,36 @@ class ConvirtLoss(MultimodalLoss):
             if rows.n_global:
                 terms.append(self._pair(rows, a, b, logit_scale, positives, out))
         out["loss"] = (terms[0] if len(terms) == 1 else torch.stack(terms).mean()) if terms else zero_loss(emb)
+        if self.local_weight:
+            local = self._local(tokens, present, groups, positives, out)
+            if local is not None:
+                out["loss"] = out["loss"] + self.local_weight * local
         return out
+
+    def _local(self, tokens: Mapping[str, EncoderOutput] | None, present: Masks | None, groups: Masks | None,
+               positives: Tensor | None, out: dict[str, Tensor]) -> Tensor | None:
+        """The local term on this rank's rows that have both modalities (None when no row has them)."""
+        a, b = self.token_modalities
+        if tokens is None or a not in tokens or b not in tokens:
+            raise MedclrInputError(None, f"local_weight > 0 needs the token grids of {a!r} and {b!r}; got "
+                                   f"{sorted(tokens or {})}", "pass tokens={modality: model.encode_tokens(...)} "
+                                   "(medclr train does), or set local_weight: 0")
+        regions, words = tokens[a], tokens[b]
+        if regions.tokens is None or words.tokens is None:
+            raise MedclrInputError(None, f"the {a!r} or {b!r} tower returns no tokens", "use a tower with a token "
+                                   "grid (every medclr X-ray and text tower has one) or set local_weight: 0")
+        used = row_mask(present, (a, b), regions.tokens.shape[0], regions.tokens.device).nonzero().squeeze(1)
+        out[f"n/local/{a}-{b}"] = torch.tensor(int(used.numel()))
+        if not used.numel():
+            return None
+        word_mask = words.token_mask
+        if word_mask is None:
+            word_mask = torch.ones(words.tokens.shape[:2], dtype=torch.bool, device=words.tokens.device)
+        pos = same_item_mask(used, (a, b), groups, positives)
+        total, i2t, t2i = self.local.loss(regions.tokens[used], words.tokens[used], word_mask[used].to(used.device),
+                                          self.lam, pos)
+        out[f"loss/local/{a}->{b}"], out[f"loss/local/{b}->{a}"] = i2t.detach(), t2i.detach()
+        return total
 
     def _pair(self, rows: Rows, a: str, b: str, logit_scale: Tensor | float, positives: Tensor | None,
               out: dict[str, Tensor]) -> Tensor:

@@ -19,9 +19,10 @@ process.").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -119,21 +120,44 @@ class MedClr(nn.Module):
         Rows whose modality is missing (``batch.present[m][i]`` False) are skipped by the encoder and are zero
         rows here; a modality no row has is left out of the result.
         """
-        out: dict[str, Tensor] = {}
+        return self.encode_batch(batch)[0]
+
+    def encode_batch(self, batch: Batch, token_modalities: Sequence[str] = ()
+                     ) -> tuple[dict[str, Tensor], dict[str, EncoderOutput]]:
+        """:meth:`forward`'s embeddings plus, for ``token_modalities``, the unit token grids (``[B, N, D]``,
+        zero rows and a False ``token_mask`` where the modality is missing), for token-level losses."""
+        emb: dict[str, Tensor] = {}
+        grids: dict[str, EncoderOutput] = {}
         for modality in self.towers:
             if modality not in batch.inputs:
                 continue
             x, present = batch.inputs[modality], batch.present[modality]
-            if bool(present.all()):
-                out[modality] = self.encode(modality, x)
-            elif bool(present.any()):
-                rows = present.nonzero().squeeze(1).cpu()  # [B_present]
-                emb = self.encode(modality, select_rows(x, rows))  # [B_present, D]
-                full = emb.new_zeros(len(present), emb.shape[1])
-                out[modality] = full.index_copy(0, rows.to(emb.device), emb)  # [B, D]
-        return out
+            if not bool(present.any()):
+                continue
+            rows = None if bool(present.all()) else present.nonzero().squeeze(1).cpu()  # [B_present]
+            x = x if rows is None else select_rows(x, rows)
+            if modality not in token_modalities:
+                emb[modality] = _scatter(self.encode(modality, x), rows, len(present))  # [B, D]
+                continue
+            out = self.encode_tokens(modality, x)
+            if out.tokens is None:
+                raise ValueError(f"the {modality} tower returns no token grid; a token-level loss cannot use it")
+            mask = out.token_mask if out.token_mask is not None else torch.ones(out.tokens.shape[:2], dtype=torch.bool)
+            emb[modality] = _scatter(out.pooled, rows, len(present))
+            grids[modality] = dataclasses.replace(out, pooled=emb[modality],
+                                                  tokens=_scatter(out.tokens, rows, len(present)),  # [B, N, D]
+                                                  token_mask=_scatter(mask.to(out.tokens.device), rows, len(present)))
+        return emb, grids
 
     def trainable_share(self) -> tuple[int, int]:
         """(trainable, total) parameter counts."""
         params = list(self.parameters())
         return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def _scatter(values: Tensor, rows: Tensor | None, size: int) -> Tensor:
+    """``values`` of the present ``rows`` placed into ``size`` rows (zeros / False elsewhere); as is if rows is None."""
+    if rows is None:
+        return values
+    full = values.new_zeros(size, *values.shape[1:])
+    return full.index_copy(0, rows.to(values.device), values)

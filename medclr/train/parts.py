@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +27,7 @@ from medclr.models.config import MedclrConfigError
 from medclr.models.encoders.report import ReportEncoder
 from medclr.train.distributed import DistEnv
 from medclr.train.sampler import GlobalBatchSampler
-from medclr.types import Batch, TokenizedText
+from medclr.types import Batch, EncoderOutput, TokenizedText
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,13 @@ def supports_groups(loss: MultimodalLoss, modalities: list[str]) -> bool:
     ``groups`` (identical items): its ``supports_groups`` attribute when it has one, else a second call on the
     same two random rows with groups (a loss that cannot use them raises a :class:`MedclrInputError`)."""
     emb = {m: torch.nn.functional.normalize(torch.randn(2, 4), dim=-1) for m in modalities}
+    token_modalities: tuple[str, ...] = getattr(loss, "token_modalities", ())
+    extra: dict[str, Any] = {}
+    if token_modalities:  # a token-level term: random unit token grids of 3 tokens per row
+        grids = torch.nn.functional.normalize(torch.randn(2, 3, 4), dim=-1)
+        extra["tokens"] = {m: EncoderOutput(pooled=emb[m], tokens=grids) for m in token_modalities if m in emb}
     try:
-        loss(emb, torch.tensor(1.0))
+        loss(emb, torch.tensor(1.0), **extra)
     except MedclrInputError as err:
         raise MedclrConfigError(f"loss: {type(loss).__name__} does not fit the data modalities {modalities} "
                                 f"({err}). Fix: set loss.kwargs (e.g. pairs) or data.modalities") from None
@@ -140,7 +146,7 @@ def supports_groups(loss: MultimodalLoss, modalities: list[str]) -> bool:
     if declared is not None:
         return bool(declared)
     try:
-        loss(emb, torch.tensor(1.0), groups={"report": torch.tensor([0, 1])})
+        loss(emb, torch.tensor(1.0), groups={"report": torch.tensor([0, 1])}, **extra)
     except MedclrInputError:
         return False
     return True
@@ -159,7 +165,8 @@ class ContrastiveStep(nn.Module):
     """Model + loss in one module, so DistributedDataParallel sees every parameter used (the logit scale too).
 
     ``forward(batch)`` embeds the batch, fills modalities no row has with zero rows (every rank must pass the
-    same modality keys to the loss's collectives), and returns the loss dict.
+    same modality keys to the loss's collectives), and returns the loss dict. A loss with token-level terms
+    names the modalities whose token grids it needs in ``token_modalities`` and gets them as ``tokens=``.
     """
 
     def __init__(self, model: MedClr, loss: MultimodalLoss, modalities: list[str], dedupe_reports: bool) -> None:
@@ -168,7 +175,8 @@ class ContrastiveStep(nn.Module):
         self.modalities, self.dedupe_reports = modalities, dedupe_reports
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        emb = self.model(batch)  # {m: [B, D]}
+        token_modalities: tuple[str, ...] = getattr(self.loss, "token_modalities", ())
+        emb, grids = self.model.encode_batch(batch, token_modalities)  # {m: [B, D]}, {m: tokens [B, N, D]}
         scale = self.model.logit_scale
         for m in self.modalities:
             if m not in emb:
@@ -178,6 +186,8 @@ class ContrastiveStep(nn.Module):
         report = batch.inputs.get("report")
         if self.dedupe_reports and isinstance(report, TokenizedText):
             groups = {"report": report_groups(report)}
+        if token_modalities:
+            return self.loss(emb, scale, present=present, groups=groups, tokens=grids)
         return self.loss(emb, scale, present=present, groups=groups)
 
 
