@@ -305,6 +305,9 @@ def _add_app_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=["demo", "tiny"], default="demo",
                    help="demo: the CPU demo world and recipe (default); tiny: a ~1 minute smoke run")
     p.add_argument("--steps", type=int, metavar="N", help="training steps (default: the recipe's run.max_steps)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change the training recipe as medclr train --set does, e.g. "
+                        "--set \"optim.tower_lr={cxr: 4}\" (a finished run in OUT/run is kept: use a new --out)")
     p.add_argument("--skip-train", action="store_true",
                    help="do not train: evaluate the run already in OUT/run as it is")
     p.set_defaults(handler=_demo)
@@ -322,8 +325,9 @@ def _demo(args: argparse.Namespace) -> int:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    result = run_demo(DemoOptions(out=args.out, preset=args.preset, steps=args.steps, skip_train=args.skip_train),
-                      say=say)
+    options = DemoOptions(out=args.out, preset=args.preset, steps=args.steps, overrides=tuple(args.set),
+                          skip_train=args.skip_train)
+    result = run_demo(options, say=say)
     return 1 if result.failed else 0
 
 

@@ -82,12 +82,15 @@ Metrics = dict[str, Any]
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """What ``medclr demo`` was asked for. ``steps`` overrides the recipe's ``run.max_steps``; ``skip_train`` uses
-    the run as it is (it must have a checkpoint); ``bootstrap``: CI replicates of every metric."""
+    """What ``medclr demo`` was asked for. ``steps`` overrides the recipe's ``run.max_steps``; ``overrides`` are
+    more ``--set KEY=VALUE`` changes of the recipe (not of the manifest or the run directory, which the demo owns);
+    ``skip_train`` uses the run as it is (it must have a checkpoint); ``bootstrap``: CI replicates of every
+    metric."""
 
     out: Path = Path("runs/demo_job")
     preset: Preset = "demo"
     steps: int | None = None
+    overrides: tuple[str, ...] = ()
     skip_train: bool = False
     seed: int = 0
     bootstrap: int = 1000
@@ -205,6 +208,7 @@ def run_demo(options: DemoOptions, say: Say = log.info) -> DemoResult:
         raise MedclrInputError(None, f"unknown demo preset {options.preset!r}", f"choose one of {', '.join(RECIPES)}")
     if options.steps is not None and options.steps < 1:
         raise MedclrInputError(None, f"--steps {options.steps}", "pass a positive number of training steps")
+    _check_overrides(options)
     paths, stages, start = DemoPaths(Path(options.out)), _Stages(say), time.perf_counter()
     if options.skip_train and checkpoint_step(paths.run) is None:
         raise MedclrInputError(paths.run, "--skip-train: no trained run (no checkpoint) to evaluate",
@@ -276,10 +280,22 @@ def _prepare(paths: DemoPaths, options: DemoOptions, stages: _Stages) -> None:
                    partial(build, source, root, out), "" if out.is_file() else None)
 
 
+DEMO_OWNED_KEYS = ("data.manifest", "run.out_dir", "run.max_steps")
+
+
+def _check_overrides(options: DemoOptions) -> None:
+    owned = [o for o in options.overrides if o.split("=", 1)[0].strip() in DEMO_OWNED_KEYS]
+    if owned:
+        raise MedclrInputError(None, f"--set {' '.join(owned)}: the demo sets {', '.join(DEMO_OWNED_KEYS)} itself",
+                               "choose the output directory with --out and the steps with --steps")
+
+
 def train_overrides(paths: DemoPaths, options: DemoOptions) -> list[str]:
     """The ``--set`` overrides the demo trains the recipe with."""
+    _check_overrides(options)
     overrides = [f"data.manifest={paths.paired}", f"run.out_dir={paths.run}", f"run.progress={options.progress}"]
-    return overrides + ([f"run.max_steps={options.steps}"] if options.steps is not None else [])
+    steps = [f"run.max_steps={options.steps}"] if options.steps is not None else []
+    return overrides + steps + list(options.overrides)
 
 
 def checkpoint_step(run: Path) -> int | None:

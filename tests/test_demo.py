@@ -14,6 +14,7 @@ import pytest
 
 import medclr.demo as demo
 from medclr.cli import EXIT_USER_ERROR, main
+from medclr.config import load_config
 from medclr.demo import DemoOptions, DemoPaths, run_demo
 
 EXPECTED_STAGES = ["world", "prepare", "prepare-ms", "train", *[f"eval:{t}" for t in demo.EVAL_TASKS], "embed",
@@ -186,6 +187,19 @@ def test_steps_up_to_the_finished_checkpoint_reuse_the_run(tmp_path: Path, monke
     calls = _forbid(monkeypatch)
     result = run_demo(DemoOptions(out=tmp_path, preset="tiny", steps=10, progress=False), say=lambda _: None)
     assert result.status("train") == "reused" and calls == []
+
+
+def test_recipe_overrides_reach_training_and_owned_keys_are_refused(tmp_path: Path) -> None:
+    paths = DemoPaths(tmp_path)
+    options = DemoOptions(out=tmp_path, steps=7, overrides=("optim.tower_lr={cxr: 4}", "loss.kwargs={lam: 0.5}"))
+    overrides = demo.train_overrides(paths, options)
+    assert overrides[-3:] == ["run.max_steps=7", "optim.tower_lr={cxr: 4}", "loss.kwargs={lam: 0.5}"]
+    cfg = load_config(demo.REPO_ROOT / "configs" / "train" / "tiny.yaml", overrides)
+    assert cfg.optim.tower_lr == {"cxr": 4} and cfg.loss.kwargs == {"lam": 0.5} and cfg.run.max_steps == 7
+    with pytest.raises(demo.MedclrInputError, match=r"run\.out_dir"):
+        demo.train_overrides(paths, DemoOptions(out=tmp_path, overrides=("run.out_dir=elsewhere",)))
+    assert main(["demo", "--out", str(tmp_path / "o"), "--set", "data.manifest=x.parquet"]) == EXIT_USER_ERROR
+    assert not (tmp_path / "o").exists()  # refused before any stage ran
 
 
 def test_a_world_of_another_preset_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
