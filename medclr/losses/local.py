@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medclr.losses.base import row_cross_entropy
+
 GLORIA_TEMPERATURES = (4.0, 5.0, 10.0)
 
 
@@ -82,10 +84,7 @@ class LocalAlignment:
         rows (identical reports) as in the global term; ``lam`` weights the image->text direction."""
         logits = self.logits(regions.float(), words.float(), word_mask)  # [n, n]
         target = torch.arange(logits.shape[0], device=logits.device)
-        if positives is None:
-            i2t, t2i = F.cross_entropy(logits, target), F.cross_entropy(logits.T, target)
-        else:
-            soft = positives.to(logits.dtype)
-            soft = soft / soft.sum(dim=1, keepdim=True)  # the mask is symmetric: one target serves both ways
-            i2t, t2i = F.cross_entropy(logits, soft), F.cross_entropy(logits.T, soft)
+        # the positives mask is symmetric: one mask serves both directions
+        i2t = row_cross_entropy(logits, target, positives).mean()
+        t2i = row_cross_entropy(logits.T, target, positives).mean()
         return lam * i2t + (1.0 - lam) * t2i, i2t, t2i
