@@ -85,8 +85,7 @@ def cnn_auroc(images: np.ndarray, labels: pd.DataFrame, train: np.ndarray, steps
     for j, column in enumerate(labels.columns):
         y = y_all[:, j].numpy()
         y_train, y_test = y[train], y[~train]
-        enough = min(y_train.sum(), (1 - y_train).sum(), y_test.sum(), (1 - y_test).sum()) >= MIN_POSITIVES
-        out[column] = float(roc_auc_score(y_test, scores[:, j])) if enough else float("nan")
+        out[column] = float(roc_auc_score(y_test, scores[:, j])) if _scorable(y_train, y_test) else float("nan")
     return out
 
 
@@ -104,13 +103,18 @@ def ecg_features(path: Path) -> np.ndarray:
     return np.concatenate([*stats, [rate, cv]]).astype(np.float32)
 
 
+def _scorable(y_train: np.ndarray, y_test: np.ndarray) -> bool:
+    """Both splits hold at least MIN_POSITIVES positives and negatives of a 0/1 label."""
+    return min(y_train.sum(), (1 - y_train).sum(), y_test.sum(), (1 - y_test).sum()) >= MIN_POSITIVES
+
+
 def auroc_table(features: np.ndarray, labels: pd.DataFrame, train: np.ndarray) -> dict[str, float]:
     """Test AUROC per label column (NaN where a split has too few positives or negatives)."""
     out: dict[str, float] = {}
     for column in labels.columns:
         y = labels[column].to_numpy(dtype=float)
         y_train, y_test = y[train], y[~train]
-        if min(y_train.sum(), (1 - y_train).sum(), y_test.sum(), (1 - y_test).sum()) < MIN_POSITIVES:
+        if not _scorable(y_train, y_test):
             out[column] = float("nan")
             continue
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
@@ -155,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("world", type=Path, help="a folder written by `medclr synth`")
     parser.add_argument("--cnn", action="store_true",
-                        help=f"also train the demo X-ray CNN supervised on {CNN_SIZE} px images (~2 min on 2 cores)")
+                        help=f"also train the demo X-ray CNN supervised on {CNN_SIZE} px images (minutes on 2 cores)")
     args = parser.parse_args(argv)
     table = run(args.world, cnn=args.cnn)
     sys.stdout.write(table.to_string(float_format=lambda v: f"{v:.3f}") + "\n")
