@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from medclr.errors import MedclrInputError
+from medclr.models.config import MedclrConfigError
 from medclr.models.encoders.cxr import (
     CxrEncoderConfig,
     DenseNetConfig,
@@ -32,6 +33,7 @@ VIT = {"image_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "nu
         (ResNetConfig(depth=10, widths=(8, 8, 16, 16)), (64, 64), (2, 2), 16),
         (ResNetConfig(depth=50, widths=(4, 4, 8, 8)), (64, 96), (2, 3), 32),
         (SmallCnnConfig(channels=(8, 16)), (64, 64), (16, 16), 16),
+        (SmallCnnConfig(channels=(4, 4, 8, 8), convs_per_stage=2, output_stride=4), (64, 64), (16, 16), 8),  # atrous
     ],
 )
 def test_shapes_and_grid(cfg: object, size: tuple[int, int], grid: tuple[int, int], dim: int) -> None:
@@ -57,6 +59,39 @@ def test_every_trainable_parameter_gets_a_gradient(cfg: object) -> None:
     out = enc(torch.randn(2, 1, 64, 64))
     (out.pooled.sum() + out.tokens.sum()).backward()
     assert [n for n, p in enc.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_small_cnn_output_stride_dilates_instead_of_striding() -> None:
+    """DeepLab's atrous conversion: with output_stride 4 a 4-stage CNN keeps a 4x finer grid and the same receptive
+    field (a pixel influences tokens as far away as before, in pixels), and its weights load into the
+    strided CNN unchanged (same parameter shapes)."""
+    strided = SmallCnnConfig(channels=(4, 4, 8, 8), convs_per_stage=2).build()
+    atrous = SmallCnnConfig(channels=(4, 4, 8, 8), convs_per_stage=2, output_stride=4).build()
+    atrous.load_state_dict(strided.state_dict())
+    convs = [m for m in atrous.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.stride[0], c.dilation[0]) for c in convs] == [(2, 1), (1, 1), (2, 1), (1, 1), (1, 1), (1, 2), (1, 2),
+                                                            (1, 4)]
+
+    def receptive_field(enc: torch.nn.Module) -> tuple[int, int]:
+        """Rows and columns of input pixels that move the central token."""
+        enc.eval()
+        x = torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        out = enc(x)
+        h, w = out.grid
+        out.tokens[0, (h // 2) * w + w // 2].abs().sum().backward()
+        rows, cols = torch.nonzero(x.grad[0, 0]).unbind(1)
+        return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+    out = atrous(torch.zeros(1, 1, 128, 128))
+    assert out.grid == (32, 32) and out.token_stride == (4, 4)
+    assert receptive_field(atrous) == receptive_field(strided) == (91, 91)  # 1 + sum (k - 1) * dilation * stride
+    local = SmallCnnConfig(channels=(4, 4, 8, 8), convs_per_stage=2, output_stride=4, atrous=False).build()
+    assert receptive_field(local) == (51, 51)  # no dilation: the last four convolutions add 2 * 4 pixels each
+
+
+def test_small_cnn_output_stride_must_be_a_power_of_two() -> None:
+    with pytest.raises(MedclrConfigError, match="output_stride: must be a power of 2"):
+        SmallCnnConfig(output_stride=6)
 
 
 def test_vit_patch_grid_is_row_major() -> None:
