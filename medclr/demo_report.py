@@ -115,9 +115,11 @@ def _count(values: Metrics, task: str, key: str) -> str:
 def chance_level(values: Metrics, task: str, key: str) -> tuple[float, str] | None:
     """The chance level a metric file states for ``key``: ``<key>_chance`` (grounding pointing games), or K/n for
     retrieval recall@K (the retrieval protocol: "chance recall@K = K/n"), whose note adds the label oracle's
-    recall (``<key>_label_ceiling``, :func:`medclr.eval.retrieval.label_ceiling`) when the file has it."""
+    recall (``<key>_label_ceiling``, :func:`medclr.eval.retrieval.label_ceiling`) when the file has it; the X-ray
+    pointing game's note adds the token grid's own ceiling (``pointing_game_reachable``)."""
     if isinstance(chance := values.get(f"{key}_chance"), int | float):
-        return float(chance), "chance"
+        grid = values.get(f"{key}_reachable")
+        return float(chance), f"chance; grid ceiling {grid:.3f}" if isinstance(grid, int | float) else "chance"
     match = re.fullmatch(r"recall@(\d+)/(.+)", key)
     if task == "retrieval" and match and isinstance(n := values.get(f"n/{match[2]}"), int | float) and n > 0:
         ceiling = values.get(f"{key}_label_ceiling")

@@ -37,6 +37,7 @@ def _metrics(task: str) -> dict[str, Any]:
                       "n/report->cxr": 200, "mrr/report->cxr": 0.2, "recall@10/cxr+ecg->report": 0.5,
                       "n/cxr+ecg->report": 200, "retrieval_protocol": "chance recall@K = K/n"},
         "grounding": {"cnr": 0.5, "miou/biovil": 0.1, "pointing_game": 0.4, "pointing_game_chance": 0.2,
+                      "pointing_game_reachable": 0.85,
                       "cnr/Edema": 0.4, "n_phrases": 12, "ecg/pointing_game_lead": 0.5, "ecg/n": 8,
                       "grounding_protocol": "pointing game = map maximum inside a box"},
     }[task]
@@ -239,6 +240,7 @@ def test_results_table_rows_baselines_and_chance() -> None:
     assert by_key[("retrieval", "recall@10/report->cxr")].baseline_note == "chance K/n; label ceiling 0.480"
     assert by_key[("retrieval", "recall@10/cxr+ecg->report")].n == "200"
     assert by_key[("grounding", "pointing_game")].baseline == pytest.approx(0.2)
+    assert by_key[("grounding", "pointing_game")].baseline_note == "chance; grid ceiling 0.850"
     table = demo.render_table(rows).splitlines()
     assert table[0].split() == ["task", "metric", "value", "[95%", "CI]", "n", "baseline"]
     assert len(table) == len(rows) + 2

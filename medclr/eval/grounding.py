@@ -32,6 +32,7 @@ from medclr.eval.grounding_maps import (
     MAP_DESCRIPTIONS,
     MAP_LABELS,
     _eval_mode,
+    cxr_grid_peaks,
     cxr_grid_to_original,
     cxr_similarity_grids,
     cxr_similarity_map,
@@ -64,9 +65,9 @@ if TYPE_CHECKING:
     from medclr.eval.tasks import EvalContext
 
 __all__ = [  # this module's public names and those of grounding_maps and grounding_metrics (re-exported)
-    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MIOU_THRESHOLDS", "Boxes", "boxes_mask", "cnr", "cxr_grid_to_original",
-    "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal", "ecg_lead_auroc",
-    "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map",
+    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MIOU_THRESHOLDS", "Boxes", "boxes_mask", "cnr", "cxr_grid_peaks",
+    "cxr_grid_to_original", "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal",
+    "ecg_lead_auroc", "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map",
     "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding",
     "evaluate_grounding_task", "map_kind", "miou", "overlay_png", "pointing_game", "segments_mask", "world_truth",
 ]
@@ -128,7 +129,9 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     world's ``ms-cxr/`` prepared with ``medclr prepare ms-cxr``) in ``splits`` (None: every such row; MS-CXR v1.0
     was a zero-shot benchmark as a whole). Images come from the preprocessed cache built with the run's
     ``settings`` (the training path, geometry included). Keys: ``cnr``, ``miou``, ``miou/biovil``,
-    ``pointing_game``, ``pointing_game_chance`` (mean box area fraction), ``n_phrases``, ``n_images``,
+    ``pointing_game``, ``pointing_game_chance`` (mean box area fraction), ``pointing_game_reachable`` (the share
+    of phrases whose boxes hold a token-grid cell centre, :func:`cxr_grid_peaks`: the grid's own ceiling on the
+    pointing game), ``n_phrases``, ``n_images``,
     ``cnr|miou|pointing_game/<label>`` and ``cnr|miou|pointing_game_ci_low|_ci_high`` (percentile bootstrap over
     phrases, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``). ``plots_dir``: overlays of the first
     ``max_plots`` phrases. ``exclude_images``: resolved image paths to leave out (those a run trained on), counted
@@ -163,18 +166,21 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                                              [text[a:b] for a, b in itertools.pairwise(bounds)])
         for row, es, phrase_grids, sample in zip(chunk, entries, grids, samples, strict=True):
             geometry = sample["cxr_geometry"]
+            peaks = cxr_grid_peaks(phrase_grids.shape[1:], stride, geometry)  # [H0, W0]
             for e, grid in zip(es, phrase_grids, strict=True):
                 sim = cxr_grid_to_original(grid, stride, geometry)  # [H0, W0], one phrase at a time
                 boxes = _scale_boxes(e["boxes"], e["image_size"], geometry.original_size)
                 mask, _ = _region(sim, boxes)
                 records.append({"label": e["label"], "cnr": cnr(sim, mask), "pointing_game": pointing_game(sim, mask),
                                 "miou": miou(sim, mask), "pointing_game_chance": float(mask.mean()),
+                                "pointing_game_reachable": float((mask & peaks).any()),
                                 "miou/biovil": miou(sim, mask, BIOVIL_THRESHOLDS, normalize=False)})
                 if plots_dir is not None and len(records) <= max_plots:
                     _plot_cxr(m.resolve("cxr", str(frame["cxr_path"].iat[row])), sim, boxes, e,
                               Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png",
                               MAP_LABELS[map_kind(model, "cxr")])
-    out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance"],
+    out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance",
+                             "pointing_game_reachable"],
                    ["cnr", "miou", "pointing_game"], reps=reps, seed=seed)
     return {**out, "n_phrases": float(len(records)), "n_images": float(len(rows)),
             "n_images_excluded": float(excluded.sum())}
@@ -330,7 +336,8 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
         "maps: " + "; ".join(f"{m}: {MAP_DESCRIPTIONS[map_kind(ctx.model, m)]}" for m in ("cxr", "ecg")
                              if m in ctx.model.modalities)
         + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
-        "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box; "
+        "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box "
+        "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling); "
         "mIoU = mean IoU over thresholds "
         f"{list(MIOU_THRESHOLDS)} of the per-map min-max normalised map (miou/biovil: raw map, thresholds "
         f"{list(BIOVIL_THRESHOLDS)}); 95% CIs: percentile bootstrap over phrases (ECG: findings)"

@@ -80,21 +80,44 @@ def _stride(out: EncoderOutput) -> tuple[float, ...]:
     return tuple(i / g for i, g in zip(out.input_size[-len(out.grid):], out.grid, strict=True))
 
 
-def cxr_grid_to_original(sim_grid: np.ndarray, stride: Sequence[float], geometry: Geometry) -> np.ndarray:
-    """A token-grid map ``[h, w]`` -> float32 ``[H0, W0]`` in original pixels (module docstring: the maths)."""
-    h, w = sim_grid.shape
+def _cxr_interpolation(grid: tuple[int, int], stride: Sequence[float], geometry: Geometry
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``R [H0, h]``, ``C [W0, w]`` (a grid map ``S`` reads ``R @ S @ C^T`` in original pixels) and the bool masks
+    ``[H0]``, ``[W0]`` of the rows and columns inside the recorded crop (module docstring: the maths)."""
     h0, w0 = geometry.original_size
     rows, cols = np.arange(h0) + 0.5, np.arange(w0) + 0.5  # original pixel centres
     net_r = geometry.from_original(np.stack([rows, np.zeros_like(rows)], axis=-1))[:, 0]  # [H0] network rows
     net_c = geometry.from_original(np.stack([np.zeros_like(cols), cols], axis=-1))[:, 1]  # [W0] network cols
-    r = _linear_weights(net_r / stride[0] - 0.5, h)  # [H0, h]
-    c = _linear_weights(net_c / stride[1] - 0.5, w)  # [W0, w]
+    r = _linear_weights(net_r / stride[0] - 0.5, grid[0])  # [H0, h]
+    c = _linear_weights(net_c / stride[1] - 0.5, grid[1])  # [W0, w]
+    top, left, ch, cw = geometry.crop if geometry.crop is not None else (0, 0, h0, w0)
+    return r, c, (rows >= top) & (rows < top + ch), (cols >= left) & (cols < left + cw)
+
+
+def cxr_grid_to_original(sim_grid: np.ndarray, stride: Sequence[float], geometry: Geometry) -> np.ndarray:
+    """A token-grid map ``[h, w]`` -> float32 ``[H0, W0]`` in original pixels (module docstring: the maths)."""
+    r, c, row_ok, col_ok = _cxr_interpolation(sim_grid.shape, stride, geometry)
     out = (r @ np.asarray(sim_grid, dtype=np.float64) @ c.T).astype(np.float32)  # [H0, W0]
-    if geometry.crop is not None:  # pixels the network never saw
-        top, left, ch, cw = geometry.crop
-        out[(rows < top) | (rows >= top + ch), :] = np.nan
-        out[:, (cols < left) | (cols >= left + cw)] = np.nan
+    out[~row_ok, :] = np.nan  # pixels the network never saw (outside a recorded crop)
+    out[:, ~col_ok] = np.nan
     return out
+
+
+def cxr_grid_peaks(grid: tuple[int, int], stride: Sequence[float], geometry: Geometry) -> np.ndarray:
+    """Bool ``[H0, W0]``: the original pixels where a map on this token grid can have its maximum.
+
+    A grid map's surface is bilinear between cell centres, so its maximum sits at a cell centre: for a map that is
+    1 at cell ``(i, j)`` and 0 elsewhere it is ``R[:, i] C[:, j]^T`` (non-negative), whose first maximum in
+    row-major order (the pointing game's tie rule) is at ``(argmax R[:, i], argmax C[:, j])``, the original pixel
+    of that centre. Any other map peaks at one of these pixels or a pixel next to one (pixel centres rarely fall
+    exactly on a cell centre), so a box holding none of them is hit only at its edge, by luck.
+    """
+    r, c, row_ok, col_ok = _cxr_interpolation(grid, stride, geometry)
+    peak_rows = np.argmax(np.where(row_ok[:, None], r, -1.0), axis=0)  # [h], first maximum of each column
+    peak_cols = np.argmax(np.where(col_ok[:, None], c, -1.0), axis=0)  # [w]
+    peaks = np.zeros(geometry.original_size, dtype=bool)
+    peaks[np.ix_(peak_rows, peak_cols)] = True
+    return peaks
 
 
 def ecg_grid_to_signal(sim_grid: np.ndarray, out: EncoderOutput, n_leads: int = 12) -> np.ndarray:

@@ -115,6 +115,29 @@ def test_identity_geometry_is_torch_bilinear_and_crops_are_nan() -> None:
     assert np.isnan(cropped[:4]).all() and np.isnan(cropped[:, 36:]).all() and np.isfinite(cropped[4:36, 4:36]).all()
 
 
+def test_grid_peaks_are_the_one_hot_maps_maxima_and_bound_the_pointing_game() -> None:
+    _, geom = resize_pad(np.zeros((40, 64), dtype=np.float32), 32)
+    geometry = Geometry(original_size=(40, 64), resized_size=(geom.resized_h, geom.resized_w),
+                        pad=(geom.top, geom.bottom, geom.left, geom.right))
+    peaks = g.cxr_grid_peaks((4, 4), (8, 8), geometry)
+    expected = np.zeros((40, 64), dtype=bool)
+    for i in range(4):
+        for j in range(4):
+            one_hot = np.zeros((4, 4))
+            one_hot[i, j] = 1.0
+            expected.flat[int(np.nanargmax(g.cxr_grid_to_original(one_hot, (8, 8), geometry)))] = True
+    np.testing.assert_array_equal(peaks, expected)
+    assert peaks.sum() == 16
+    # the peaks' columns: 0 (the first cell's value is held constant out to the edge, and ties go to the first
+    # pixel), then the pixels at the cell centres 24, 40 and 56 (input = original / 2)
+    assert np.flatnonzero(peaks.any(axis=0)).tolist() == [0, 23, 39, 56]
+    box = [[26, 0, 10, 40]]  # a 10-pixel strip between two cell centres holds no peak: no map on this grid hits it
+    assert not (g.boxes_mask((40, 64), box) & peaks).any()
+    rng = np.random.default_rng(0)
+    assert sum(g.pointing_game(g.cxr_grid_to_original(rng.normal(size=(4, 4)), (8, 8), geometry), box)
+               for _ in range(200)) == 0.0
+
+
 def test_time_only_ecg_grid_is_broadcast_to_the_leads() -> None:
     profile = np.arange(5, dtype=np.float64)
     out = EncoderOutput(pooled=torch.zeros(1, 2), grid=(5,), grid_axes=("time",), token_stride=(20,), input_size=(100,))
@@ -224,14 +247,16 @@ def test_evaluate_grounding_on_a_tiny_world(tiny_model: MedClr, world: tuple[Pat
     out = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, truth=root / "truth.csv",
                                cache_dir=tmp_path, batch_size=3, plots_dir=tmp_path / "plots", max_plots=1)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["grounding_cxr_01.png", "grounding_ecg_01.png"]
-    for key in ("cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance", "n_phrases", "n_images",
-                "ecg/pointing_game_lead", "ecg/pointing_game_segment", "ecg/lead_auroc", "ecg/cnr", "ecg/n"):
+    for key in ("cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance", "pointing_game_reachable",
+                "n_phrases", "n_images", "ecg/pointing_game_lead", "ecg/pointing_game_segment", "ecg/lead_auroc",
+                "ecg/cnr", "ecg/n"):
         assert key in out and math.isfinite(out[key]), key
     phrases = pd.read_parquet(manifest)["grounding"].map(lambda c: len(json.loads(c))).sum()
     assert out["n_phrases"] == phrases and out["n_images"] == 4
     labels = {e["label"] for c in pd.read_parquet(manifest)["grounding"] for e in json.loads(c)}
     assert all(f"pointing_game/{label}" in out and f"cnr/{label}" in out for label in labels)
     assert 0.0 <= out["pointing_game"] <= 1.0 and 0.0 <= out["miou"] <= 1.0 and out["ecg/n"] >= 4
+    assert out["pointing_game_chance"] < out["pointing_game_reachable"] <= 1.0
     small = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, cache_dir=tmp_path, max_rows=1)
     assert small["n_images"] == 1 and not any(k.startswith("ecg/") for k in small)
 
