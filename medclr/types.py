@@ -116,8 +116,9 @@ class EncoderOutput:
 
     ``tokens`` are the features the pooled vector summarises, laid out row-major on ``grid`` (for an X-ray the
     (h, w) patch grid; for a lead x time ECG transformer (12, T / P); for text (L,)). ``token_stride`` says how
-    many input units one grid cell spans along each axis and ``input_size`` the input extent, so a token map can
-    be upsampled back onto the input (then through :class:`Geometry` onto the original image).
+    many input units one grid cell spans along each axis, ``token_centre`` where the first cell's centre lies and
+    ``input_size`` the input extent, so a token map can be laid back onto the input (then through
+    :class:`Geometry` onto the original image): cell ``i`` is centred at ``token_centre + i * token_stride``.
     """
 
     pooled: Tensor  # [B, F]
@@ -126,6 +127,9 @@ class EncoderOutput:
     grid: tuple[int, ...] | None = None  # e.g. (h, w) for X-ray, (leads, time_patches) for ECG, (L,) for text
     grid_axes: tuple[str, ...] = ()  # names of the grid axes, e.g. ("row", "col"), ("lead", "time"), ("token",)
     token_stride: tuple[int, ...] | None = None  # input units per grid cell along each axis, e.g. (16, 16)
+    # input coordinate of cell 0's centre per axis (input unit n spans [n, n + 1)); None: half a stride, the centre
+    # of a patch [0, stride). A CNN of "same"-padded strided layers centres cell i on unit i * stride: 0.5
+    token_centre: tuple[float, ...] | None = None
     input_size: tuple[int, ...] | None = None  # spatial/temporal size of the input, e.g. (224, 224), (12, 5000)
 
     def token_map(self) -> Tensor:

@@ -162,13 +162,13 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
         with _eval_mode(model):
             text = model.encode("report", [e["phrase"] for es in entries for e in es])  # [P, D]
         bounds = np.cumsum([0, *(len(es) for es in entries)])
-        grids, stride = cxr_similarity_grids(model, torch.stack([s["cxr"] for s in samples]),
+        grids, layout = cxr_similarity_grids(model, torch.stack([s["cxr"] for s in samples]),
                                              [text[a:b] for a, b in itertools.pairwise(bounds)])
         for row, es, phrase_grids, sample in zip(chunk, entries, grids, samples, strict=True):
             geometry = sample["cxr_geometry"]
-            peaks = cxr_grid_peaks(phrase_grids.shape[1:], stride, geometry)  # [H0, W0]
+            peaks = cxr_grid_peaks(phrase_grids.shape[1:], layout, geometry)  # [H0, W0]
             for e, grid in zip(es, phrase_grids, strict=True):
-                sim = cxr_grid_to_original(grid, stride, geometry)  # [H0, W0], one phrase at a time
+                sim = cxr_grid_to_original(grid, layout, geometry)  # [H0, W0], one phrase at a time
                 boxes = _scale_boxes(e["boxes"], e["image_size"], geometry.original_size)
                 mask, _ = _region(sim, boxes)
                 records.append({"label": e["label"], "cnr": cnr(sim, mask), "pointing_game": pointing_game(sim, mask),

@@ -29,10 +29,12 @@ depends on how the tower pools (:func:`map_kind`):
 * ``cosine`` (BioViL): otherwise (a [CLS]-pooled transformer's patch tokens never form the pooled vector), with
   unit tokens ``v_ij``: ``S[i, j] = cos(v_ij, t)`` in [-1, 1].
 
-**Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` covers input pixels ``[i s, (i + 1) s)``
-(ViT patches; for CNN feature maps its centre is ``(i + 1/2) s``, see ``medclr.models.encoders.cxr``). The map is
-read as a bilinear surface through the cell centres (edge values held constant beyond the outer centres), and each
-original pixel centre ``p`` takes its value at the grid coordinate ``g = from_original(p) / s - 1/2`` where
+**Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` is centred at input coordinate ``c + i s``
+(:class:`TokenLayout`): ``c = s / 2`` for patches ``[i s, (i + 1) s)`` (ViT), ``c = 1/2`` for a CNN of "same"-padded
+strided layers, whose cell ``i`` is centred on input pixel ``i s`` (half a cell earlier than a patch; see
+:func:`medclr.models.encoders.cxr.feature_map_output`). The map is read as a bilinear surface through the cell
+centres (edge values held constant beyond the outer centres), and each original pixel centre ``p`` takes its value
+at the grid coordinate ``g = (from_original(p) - c) / s`` where
 :meth:`medclr.types.Geometry.from_original` applies the recorded crop -> resize -> pad. This is the exact
 composition of "upsample bilinearly to the network input, then undo the pad and the resize", evaluated once (no
 second resampling). Pixels outside a recorded crop are NaN (as in BioViL's inference engine) and every metric
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -70,17 +73,44 @@ def _linear_weights(coords: np.ndarray, size: int) -> np.ndarray:
     return weights
 
 
-def _stride(out: EncoderOutput) -> tuple[float, ...]:
-    if out.grid is None:
-        raise ValueError("this encoder gives no token grid; grounding needs one")
-    if out.token_stride is not None:
-        return tuple(float(s) for s in out.token_stride)
-    if out.input_size is None:
-        raise ValueError("the encoder output records neither token_stride nor input_size")
-    return tuple(i / g for i, g in zip(out.input_size[-len(out.grid):], out.grid, strict=True))
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where a token grid lies on the network input: along axis ``a``, cell ``i`` is centred at input coordinate
+    ``centre[a] + i * stride[a]`` (input unit n spans [n, n + 1))."""
+
+    stride: tuple[float, ...]
+    centre: tuple[float, ...]
+
+    @classmethod
+    def patches(cls, stride: Sequence[float]) -> TokenLayout:
+        """Non-overlapping patches ``[i s, (i + 1) s)``: centres at ``(i + 1/2) s``."""
+        return cls(tuple(float(s) for s in stride), tuple(float(s) / 2 for s in stride))
+
+    @classmethod
+    def of(cls, out: EncoderOutput) -> TokenLayout:
+        """The layout an encoder output records (``token_stride``, ``token_centre``); without a stride, the grid is
+        taken to tile ``input_size`` evenly; without a centre, cells are patches."""
+        if out.grid is None:
+            raise ValueError("this encoder gives no token grid; grounding needs one")
+        if out.token_stride is not None:
+            stride = tuple(float(s) for s in out.token_stride)
+        elif out.input_size is not None:
+            stride = tuple(i / g for i, g in zip(out.input_size[-len(out.grid):], out.grid, strict=True))
+        else:
+            raise ValueError("the encoder output records neither token_stride nor input_size")
+        centre = tuple(float(c) for c in out.token_centre) if out.token_centre is not None else None
+        return cls(stride, centre) if centre is not None else cls.patches(stride)
+
+    def grid_coords(self, coords: np.ndarray, axis: int = 0) -> np.ndarray:
+        """Input coordinates along ``axis`` -> grid coordinates (cell ``i``'s centre -> ``i``)."""
+        return (np.asarray(coords, dtype=np.float64) - self.centre[axis]) / self.stride[axis]
 
 
-def _cxr_interpolation(grid: tuple[int, int], stride: Sequence[float], geometry: Geometry
+def _as_layout(layout: TokenLayout | Sequence[float]) -> TokenLayout:
+    return layout if isinstance(layout, TokenLayout) else TokenLayout.patches(layout)
+
+
+def _cxr_interpolation(grid: tuple[int, int], layout: TokenLayout | Sequence[float], geometry: Geometry
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``R [H0, h]``, ``C [W0, w]`` (a grid map ``S`` reads ``R @ S @ C^T`` in original pixels) and the bool masks
     ``[H0]``, ``[W0]`` of the rows and columns inside the recorded crop (module docstring: the maths)."""
@@ -88,22 +118,25 @@ def _cxr_interpolation(grid: tuple[int, int], stride: Sequence[float], geometry:
     rows, cols = np.arange(h0) + 0.5, np.arange(w0) + 0.5  # original pixel centres
     net_r = geometry.from_original(np.stack([rows, np.zeros_like(rows)], axis=-1))[:, 0]  # [H0] network rows
     net_c = geometry.from_original(np.stack([np.zeros_like(cols), cols], axis=-1))[:, 1]  # [W0] network cols
-    r = _linear_weights(net_r / stride[0] - 0.5, grid[0])  # [H0, h]
-    c = _linear_weights(net_c / stride[1] - 0.5, grid[1])  # [W0, w]
+    lay = _as_layout(layout)
+    r = _linear_weights(lay.grid_coords(net_r, 0), grid[0])  # [H0, h]
+    c = _linear_weights(lay.grid_coords(net_c, 1), grid[1])  # [W0, w]
     top, left, ch, cw = geometry.crop if geometry.crop is not None else (0, 0, h0, w0)
     return r, c, (rows >= top) & (rows < top + ch), (cols >= left) & (cols < left + cw)
 
 
-def cxr_grid_to_original(sim_grid: np.ndarray, stride: Sequence[float], geometry: Geometry) -> np.ndarray:
-    """A token-grid map ``[h, w]`` -> float32 ``[H0, W0]`` in original pixels (module docstring: the maths)."""
-    r, c, row_ok, col_ok = _cxr_interpolation(sim_grid.shape, stride, geometry)
+def cxr_grid_to_original(sim_grid: np.ndarray, layout: TokenLayout | Sequence[float], geometry: Geometry
+                         ) -> np.ndarray:
+    """A token-grid map ``[h, w]`` -> float32 ``[H0, W0]`` in original pixels (module docstring: the maths);
+    ``layout``: the grid's :class:`TokenLayout`, or a bare stride for patch centres."""
+    r, c, row_ok, col_ok = _cxr_interpolation(sim_grid.shape, layout, geometry)
     out = (r @ np.asarray(sim_grid, dtype=np.float64) @ c.T).astype(np.float32)  # [H0, W0]
     out[~row_ok, :] = np.nan  # pixels the network never saw (outside a recorded crop)
     out[:, ~col_ok] = np.nan
     return out
 
 
-def cxr_grid_peaks(grid: tuple[int, int], stride: Sequence[float], geometry: Geometry) -> np.ndarray:
+def cxr_grid_peaks(grid: tuple[int, int], layout: TokenLayout | Sequence[float], geometry: Geometry) -> np.ndarray:
     """Bool ``[H0, W0]``: the original pixels where a map on this token grid can have its maximum.
 
     A grid map's surface is bilinear between cell centres, so its maximum sits at a cell centre: for a map that is
@@ -112,7 +145,7 @@ def cxr_grid_peaks(grid: tuple[int, int], stride: Sequence[float], geometry: Geo
     of that centre. Any other map peaks at one of these pixels or a pixel next to one (pixel centres rarely fall
     exactly on a cell centre), so a box holding none of them is hit only at its edge, by luck.
     """
-    r, c, row_ok, col_ok = _cxr_interpolation(grid, stride, geometry)
+    r, c, row_ok, col_ok = _cxr_interpolation(grid, layout, geometry)
     peak_rows = np.argmax(np.where(row_ok[:, None], r, -1.0), axis=0)  # [h], first maximum of each column
     peak_cols = np.argmax(np.where(col_ok[:, None], c, -1.0), axis=0)  # [w]
     peaks = np.zeros(geometry.original_size, dtype=bool)
@@ -129,7 +162,7 @@ def ecg_grid_to_signal(sim_grid: np.ndarray, out: EncoderOutput, n_leads: int = 
     if out.input_size is None:
         raise ValueError("the ECG encoder output records no input_size")
     length = int(out.input_size[-1])
-    t = _linear_weights((np.arange(length) + 0.5) / _stride(out)[-1] - 0.5, sim_grid.shape[-1])  # [T, n]
+    t = _linear_weights(TokenLayout.of(out).grid_coords(np.arange(length) + 0.5, -1), sim_grid.shape[-1])  # [T, n]
     if out.grid_axes == ("lead", "time"):
         return (np.asarray(sim_grid, dtype=np.float64) @ t.T).astype(np.float32)  # [12, T]
     if out.grid_axes == ("time",):
@@ -185,17 +218,17 @@ def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
 
 
 def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Sequence[Tensor]
-                         ) -> tuple[list[np.ndarray], tuple[float, ...]]:
+                         ) -> tuple[list[np.ndarray], TokenLayout]:
     """Score maps (:func:`map_kind`) on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of
-    phrases for every image (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and the grid's stride in
-    input pixels."""
+    phrases for every image (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and where the grid lies
+    on the input (:class:`TokenLayout`)."""
     out, tokens = _token_grids(model, "cxr", images)  # tokens: [B, h, w, D]
     per_image = [phrase_embs] * tokens.shape[0] if isinstance(phrase_embs, Tensor) else list(phrase_embs)
     if len(per_image) != tokens.shape[0]:
         raise ValueError(f"{tokens.shape[0]} images but {len(per_image)} sets of phrases")
     grids = [torch.einsum("hwd,pd->phw", tokens[b], _unit(phrases, tokens.device)).cpu().numpy()  # [P, h, w]
              for b, phrases in enumerate(per_image)]
-    return grids, _stride(out)
+    return grids, TokenLayout.of(out)
 
 
 def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geometry],
@@ -204,12 +237,12 @@ def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geom
     ``[P, D]`` tensor of phrases for every image or one ``[P_b, D]`` per image -> B float32 ``[P_b, H0, W0]``.
     Full-resolution maps are large (a 3000 x 2500 X-ray: 30 MB per phrase); evaluation maps one phrase at a time
     from :func:`cxr_similarity_grids`."""
-    grids, stride = cxr_similarity_grids(model, images, phrase_embs)
+    grids, layout = cxr_similarity_grids(model, images, phrase_embs)
     if len(geometries) != len(grids):
         raise ValueError(f"{len(grids)} images but {len(geometries)} geometries")
     maps = []
     for sims, geometry in zip(grids, geometries, strict=True):  # sims: [P_b, h, w]
-        mapped = [cxr_grid_to_original(s, stride, geometry) for s in sims]
+        mapped = [cxr_grid_to_original(s, layout, geometry) for s in sims]
         maps.append(np.stack(mapped) if mapped else np.zeros((0, *geometry.original_size), np.float32))
     return maps
 

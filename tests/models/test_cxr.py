@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from medclr.errors import MedclrInputError
+from medclr.eval.grounding_maps import TokenLayout
 from medclr.models.config import MedclrConfigError
 from medclr.models.encoders.cxr import (
     CxrEncoderConfig,
@@ -20,6 +21,7 @@ from medclr.models.encoders.cxr import (
     SmallCnnConfig,
     ViTConfig,
 )
+from tests.models.helpers import positive_constant_kernels
 
 VIT = {"image_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 4}
 
@@ -73,9 +75,9 @@ def test_small_cnn_output_stride_dilates_instead_of_striding() -> None:
                                                             (1, 4)]
 
     def receptive_field(enc: torch.nn.Module) -> tuple[int, int]:
-        """Rows and columns of input pixels that move the central token."""
-        enc.eval()
-        x = torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        """Rows and columns of input pixels that move the central token (positive kernels: no ReLU clips)."""
+        positive_constant_kernels(enc)
+        x = (torch.rand(1, 1, 128, 128, generator=torch.Generator().manual_seed(0)) + 0.5).requires_grad_(True)
         out = enc(x)
         h, w = out.grid
         out.tokens[0, (h // 2) * w + w // 2].abs().sum().backward()
@@ -87,6 +89,38 @@ def test_small_cnn_output_stride_dilates_instead_of_striding() -> None:
     assert receptive_field(atrous) == receptive_field(strided) == (91, 91)  # 1 + sum (k - 1) * dilation * stride
     local = SmallCnnConfig(channels=(4, 4, 8, 8), convs_per_stage=2, output_stride=4, atrous=False).build()
     assert receptive_field(local) == (51, 51)  # no dilation: the last four convolutions add 2 * 4 pixels each
+
+
+def receptive_field_centre(enc: torch.nn.Module, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(measured, recorded) input coordinates of the central token's centre. Measured: the centroid of the input
+    gradient of that token with every kernel set to a positive constant (no ReLU then clips, and each layer's
+    weights are symmetric about their centre, so the gradient is symmetric about the receptive field's centre;
+    max-pooling routes it to a random pixel of each window: exact up to noise). Recorded: the output's
+    TokenLayout."""
+    positive_constant_kernels(enc)
+    x = (torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0)) + 0.5).requires_grad_(True)
+    out = enc(x)
+    middle = [n // 2 for n in out.grid]
+    out.tokens[0, middle[0] * out.grid[1] + middle[1]].sum().backward()
+    grad, coords = x.grad[0, 0], torch.arange(size) + 0.5
+    measured = tuple(float((grad.sum(1 - axis) * coords).sum() / grad.sum()) for axis in (0, 1))
+    layout = TokenLayout.of(out)
+    return measured, tuple(layout.centre[a] + middle[a] * layout.stride[a] for a in (0, 1))
+
+
+@pytest.mark.parametrize(("cfg", "tolerance"), [
+    (SmallCnnConfig(channels=(4, 8, 8), convs_per_stage=2), 1e-3),
+    (SmallCnnConfig(channels=(4, 8, 8, 8), convs_per_stage=2, output_stride=4), 1e-3),
+    (ResNetConfig(depth=10, widths=(4, 4, 8, 8), max_pool=False), 1e-3),
+    (ResNetConfig(depth=10, widths=(4, 4, 8, 8), conv1_size=4, max_pool=False), 1e-3),  # even kernel: 1/2 earlier
+    (ResNetConfig(depth=10, widths=(4, 4, 8, 8)), 1.0),
+    (DenseNetConfig(init_features=4, growth_rate=4, block_config=(1, 1, 1)), 1.0),  # average-pooling transitions
+], ids=["cnn", "cnn_atrous", "resnet", "resnet_even_conv1", "resnet_maxpool", "densenet"])
+def test_recorded_token_centres_are_the_receptive_field_centres(cfg: CxrEncoderConfig, tolerance: float) -> None:
+    """Grounding maps lay each token at its recorded centre: a CNN's cell i is centred on input pixel i * stride
+    (coordinate 0.5 + i * stride), not at the patch centre (i + 1/2) * stride, 7.5 pixels away at stride 16."""
+    measured, recorded = receptive_field_centre(cfg.build(), 128)
+    assert measured == pytest.approx(recorded, abs=tolerance)
 
 
 def test_small_cnn_output_stride_must_be_a_power_of_two() -> None:

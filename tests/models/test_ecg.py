@@ -14,6 +14,7 @@ from medclr.models.encoders.ecg import (
     EcgResNetConfig,
     EcgScale,
 )
+from tests.models.helpers import positive_constant_kernels
 
 PATCH = {"patch_size": 25, "max_length": 1000, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 4}
 
@@ -118,3 +119,17 @@ def test_input_norm_config_defaults_and_checks() -> None:
         from_dict(EcgResNetConfig, {"input_norm": {"scale_mv": -1}})
     with pytest.raises(MedclrConfigError, match="is not one of"):
         from_dict(EcgResNetConfig, {"input_norm": {"center": "mean"}})
+
+
+def test_resnet_token_centres_are_the_receptive_field_centres() -> None:
+    """The 1-D ResNet records where its time cells are centred (0.5 + i * stride; see the X-ray test of the rule):
+    with positive constant kernels and no max-pool the input gradient of a middle cell is centred exactly there."""
+    enc = EcgResNetConfig(widths=(4, 4, 8, 8), max_pool=False).build()
+    positive_constant_kernels(enc)
+    x = torch.ones(1, 12, 512, requires_grad=True)
+    out = enc(x)
+    middle = out.grid[0] // 2
+    out.tokens[0, middle].sum().backward()
+    grad = x.grad[0].sum(0)
+    measured = float((grad * (torch.arange(512) + 0.5)).sum() / grad.sum())
+    assert out.token_centre == (0.5,) and measured == pytest.approx(0.5 + middle * out.token_stride[0], abs=1e-3)

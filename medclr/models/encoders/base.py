@@ -72,3 +72,10 @@ class Encoder(nn.Module):
         sd = weights.read_state_dict(path)
         return weights.load_into(self, sd, source=str(path), mapper=self.map_state_dict, prefix=prefix,
                                  strict=strict)
+
+
+def resnet_token_centre(conv1_size: int) -> float:
+    """Input coordinate of the first token's centre for a MONAI ResNet (2-D or 1-D): its first convolution pads
+    ``k // 2`` (centred for odd ``k``, half a unit early for even ``k``); every later layer is "same"-padded
+    (:func:`medclr.models.encoders.cxr.feature_map_output` has the rule)."""
+    return 0.5 + (conv1_size - 1) / 2 - conv1_size // 2

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from medclr.models.config import MedclrConfigError, doc, knob, register_config
-from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig
+from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig, resnet_token_centre
 from medclr.models.encoders.transformer import make_blocks, run_blocks
 from medclr.types import EncoderOutput
 
@@ -98,6 +98,7 @@ class EcgResNet1d(Encoder):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.use_max_pool, self.leads, self.out_dim = cfg.max_pool, cfg.leads, cfg.widths[-1]
         self.stride = cfg.conv1_stride * (2 if cfg.max_pool else 1) * 8  # layers 2-4 halve the time axis
+        self.centre = resnet_token_centre(cfg.conv1_size)
         self.scale = input_scaling(cfg.input_norm)
 
     def forward(self, x: Tensor) -> EncoderOutput:
@@ -108,7 +109,7 @@ class EcgResNet1d(Encoder):
         y = self.layer4(self.layer3(self.layer2(self.layer1(y))))  # [B, C, T']
         tokens = y.transpose(1, 2)  # [B, T', C]
         return EncoderOutput(pooled=tokens.mean(dim=1), tokens=tokens, grid=(tokens.shape[1],), grid_axes=("time",),
-                             token_stride=(self.stride,), input_size=(t,))
+                             token_stride=(self.stride,), token_centre=(self.centre,), input_size=(t,))
 
 
 class EcgPatchTransformer(Encoder):
