@@ -147,7 +147,11 @@ def bench_encoder(ctx: Context) -> Entries:
     return {"encoder.small_cnn_vs_resnet10_stride1": {
         "ratio": flat["ratio.resnet10_stride1_over_small_cnn"], "batch": flat["batch"], "config": flat["config"],
         "what": "MONAI resnet10 (stride-1 first conv) forward time / cxr_cnn forward time, same images",
-        **{f"{k[:-2]}_ms": v for k, v in times.items()}}}
+        **{f"{k[:-2]}_ms": v for k, v in times.items()}},
+        **({"encoder.report_prefix_cache_vs_none": {
+            "ratio": flat["ratio.report_no_prefix_cache_over_cache"], "batch": flat["batch"], "config": flat["config"],
+            "what": "report tower forward + backward on seen reports: time without / with its frozen-prefix cache"}}
+           if "ratio.report_no_prefix_cache_over_cache" in flat else {})}
 
 
 def bench_train(ctx: Context) -> Entries:

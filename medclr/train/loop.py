@@ -209,6 +209,10 @@ class Trainer:
         if quantized:
             raise MedclrConfigError(f"run.strategy: fsdp cannot shard the 8/4-bit text base of {quantized}; use "
                                     "quantization: none (FSDP already splits the weights across GPUs) or ddp")
+        cached = [m for m in texts if getattr(self.cfg.model.towers[m].encoder, "prefix_cache", 0)]
+        if cached:
+            raise MedclrConfigError(f"run.strategy: fsdp cannot run the frozen-prefix cache of {cached} (it splits "
+                                    "the sharded block list); set prefix_cache: 0 or use run.strategy: ddp")
         if not texts:
             log.warning("run.strategy=fsdp: the model has no Hugging Face text tower to shard; plain DDP is used")
         return bool(texts)

@@ -142,3 +142,58 @@ def test_smollm2_gguf_converts_once_and_runs_with_lora(tmp_path: Path) -> None:
     assert out.pooled.shape == (3, 576) and torch.isfinite(out.pooled).all()
     trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad)
     assert 0 < trainable / sum(p.numel() for p in enc.parameters()) < 0.01
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_prefix_cache_matches_the_full_forward(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Cached rows (any batch, any padding) give the same states and LoRA gradients as the uncached tower."""
+    folder = request.getfixturevalue(fixture)
+    torch.manual_seed(0)
+    enc = TextConfig(model=str(folder), pooling="mean", prefix_cache=8,
+                     lora=LoraSettings(r=2, layers=(1,))).build().eval()
+    for name, p in enc.named_parameters():  # B = 0 at the start: give the adapters an effect to compare
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    cache = enc.prefix_cache
+    assert cache is not None and cache.first == 1
+
+    def states_and_grads(texts: list[str], cached: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        enc.prefix_cache = cache if cached else None
+        enc.zero_grad()
+        out = enc(enc.prepare(texts))
+        (out.pooled ** 2).sum().backward()
+        grads = [p.grad.clone() for p in enc.parameters() if p.requires_grad]
+        return out.tokens[out.token_mask], grads
+
+    reference = states_and_grads(TEXTS, cached=False)
+    first = states_and_grads(TEXTS, cached=True)  # all misses
+    assert (cache.misses, cache.hits) == (3, 0)
+    again = states_and_grads(TEXTS, cached=True)  # all hits
+    assert (cache.misses, cache.hits) == (3, 3)
+    for got in (first, again):
+        torch.testing.assert_close(got[0], reference[0], atol=1e-5, rtol=1e-4)
+        for g, r in zip(got[1], reference[1], strict=True):
+            torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+    # a cached text padded differently, next to a new text; then a bound of 8 texts, least recently used out
+    mixed, _ = states_and_grads([TEXTS[1], "Small left pleural effusion with basal atelectasis today."], cached=True)
+    alone, _ = states_and_grads([TEXTS[1]], cached=False)
+    n_short = int(enc.prepare([TEXTS[1]]).attention_mask.sum())
+    torch.testing.assert_close(mixed[:n_short], alone, atol=1e-5, rtol=1e-4)
+    states_and_grads([f"Finding number {i}." for i in range(10)], cached=True)
+    assert len(cache.entries) == 8
+
+
+def test_prefix_cache_in_training_mode_keeps_modes_and_trains(tiny_bert_dir: Path) -> None:
+    enc = TextConfig(model=str(tiny_bert_dir), prefix_cache=4, lora=LoraSettings(r=2, layers=(1,))).build().train()
+    for _ in range(2):
+        enc(enc.prepare(TEXTS)).pooled.sum().backward()
+    assert all(m.training for m in enc.modules())  # the prefix ran in eval mode, then the modes came back
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+    assert enc.prefix_cache is not None and enc.prefix_cache.hits == 3
+
+
+@pytest.mark.parametrize("settings", [{"lora": LoraSettings(r=2)}, {"lora": LoraSettings(r=2, layers=(1,),
+                                                                                        bias="all")}, {}])
+def test_prefix_cache_needs_frozen_lower_blocks(tiny_bert_dir: Path, settings: dict[str, object]) -> None:
+    with pytest.raises(MedclrConfigError, match="prefix_cache: nothing frozen to cache"):
+        TextConfig(model=str(tiny_bert_dir), prefix_cache=4, **settings).build()  # type: ignore[arg-type]

@@ -6,6 +6,8 @@ session; every training test shares them (the cache key makes reuse safe).
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,17 @@ def model_dict(text_model: Path, *, lora: bool = True) -> dict[str, Any]:
             "report": {"encoder": report, "head": {"name": "linear"}},
         },
     }
+
+
+@pytest.fixture(scope="session")
+def dropout_free_bert(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """The tiny BERT without dropout: runs that differ only in how they compute can match step by step."""
+    bert = tmp_path_factory.mktemp("bert") / "bert_no_dropout"
+    shutil.copytree(tiny_bert_dir, bert)
+    config = json.loads((bert / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (bert / "config.json").write_text(json.dumps(config))
+    return bert
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -50,24 +49,19 @@ def test_two_gloo_processes_match_one_process(write_config: Callable[..., Path],
         "world_size"] == 2
 
 
-def _fsdp_recipe(write_config: Callable[..., Path], tiny_bert_dir: Path, tmp_path: Path) -> Path:
+def _fsdp_recipe(write_config: Callable[..., Path], dropout_free_bert: Path) -> Path:
     """LoRA on the tiny BERT (frozen base + adapters, as with an LLM) without dropout (each rank has its own
     dropout stream, so only a dropout-free model can match one process); a constant lr so that a run's steps do
     not depend on run.max_steps (resume); validation after every step, on rank 0 with the gathered text tower,
     with training going on after it."""
-    bert = tmp_path / "bert_no_dropout"
-    shutil.copytree(tiny_bert_dir, bert)
-    config = json.loads((bert / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (bert / "config.json").write_text(json.dumps(config))
     return write_config("run.max_steps=2", "run.ckpt_every=1", "run.val_every=1", "optim.schedule=constant",
-                        "optim.warmup_steps=0", "run.strategy=fsdp", f"model.towers.report.encoder.model={bert}",
-                        lora=True)
+                        "optim.warmup_steps=0", "run.strategy=fsdp",
+                        f"model.towers.report.encoder.model={dropout_free_bert}", lora=True)
 
 
-def test_fsdp_two_gloo_processes_match_one_process(write_config: Callable[..., Path], tiny_bert_dir: Path,
+def test_fsdp_two_gloo_processes_match_one_process(write_config: Callable[..., Path], dropout_free_bert: Path,
                                                    tmp_path: Path) -> None:
-    recipe = _fsdp_recipe(write_config, tiny_bert_dir, tmp_path)
+    recipe = _fsdp_recipe(write_config, dropout_free_bert)
     proc = _torchrun(recipe, "--set", f"run.out_dir={tmp_path / 'fsdp'}")
     assert "text model is sharded across 2 ranks (3 units: BertEmbeddings, BertLayer" in proc.stderr
     single = train(load_config(recipe, [f"run.out_dir={tmp_path / 'one'}"]))  # strategy is moot in one process
@@ -96,9 +90,9 @@ def test_fsdp_two_gloo_processes_match_one_process(write_config: Callable[..., P
 
 
 @pytest.mark.slow
-def test_fsdp_resume_continues_like_one_process(write_config: Callable[..., Path], tiny_bert_dir: Path,
+def test_fsdp_resume_continues_like_one_process(write_config: Callable[..., Path], dropout_free_bert: Path,
                                                 tmp_path: Path) -> None:
-    recipe = _fsdp_recipe(write_config, tiny_bert_dir, tmp_path)
+    recipe = _fsdp_recipe(write_config, dropout_free_bert)
     run = tmp_path / "fsdp"
     _torchrun(recipe, "--set", f"run.out_dir={run}")
     _torchrun(run / "config.yaml", "--resume", str(run), "--set", "run.max_steps=3")

@@ -109,3 +109,16 @@ def test_keep_last_prunes_old_checkpoints_but_never_the_best(make_config: WorldF
     loaded = medclr.load_model(result.run_dir)  # best by default
     weights = load_file(str(result.run_dir / "checkpoints" / best / "model.safetensors"))
     assert torch.equal(loaded.state_dict()["scale.log_scale"], weights["scale.log_scale"])
+
+
+def test_prefix_cache_trains_like_the_full_text_tower(make_config: WorldFactory, dropout_free_bert: Path) -> None:
+    """LoRA on the tiny BERT's top block; without dropout, a run whose frozen block 0 is cached (from the second
+    epoch on, every report a hit) takes the same steps as the run that recomputes it."""
+    common = [f"model.towers.report.encoder.model={dropout_free_bert}", "model.towers.report.encoder.lora.layers=[1]",
+              "run.max_steps=10", "optim.schedule=constant"]
+    plain = train(make_config(*common, "run.out_dir=" + str(dropout_free_bert.parent / "plain")))
+    cached = train(make_config(*common, "model.towers.report.encoder.prefix_cache=256",
+                               "run.out_dir=" + str(dropout_free_bert.parent / "cached")))
+    assert max(int(r["epoch"]) for r in _metrics(cached.run_dir)) >= 1  # reports came back: the cache was read
+    losses = [[float(r["loss"]) for r in _metrics(run.run_dir)] for run in (plain, cached)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4, abs=1e-5)

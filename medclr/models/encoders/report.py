@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from medclr.models.config import MedclrConfigError, doc, knob, register_config
 from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig
 from medclr.models.encoders.offline import OFFLINE_MODELS
+from medclr.models.encoders.prefix_cache import FrozenPrefixCache, block_list
 from medclr.models.pooling import POOLERS
 from medclr.types import EncoderOutput, ModalityInput, TokenizedText
 
@@ -81,6 +82,10 @@ class TextConfig(EncoderConfig):
     padding_side: Literal["tokenizer", "left", "right"] = knob("tokenizer", "pad side; 'tokenizer' keeps its own")
     append_eos: bool = knob(False, "append the EOS token to each text (common with last_token pooling)")
     cache_dir: str | None = knob(None, "where offline models are converted; default $MEDCLR_CACHE or ~/.cache/medclr")
+    prefix_cache: int = knob(
+        0, "texts whose frozen lower-block states are kept (0 = off): with LoRA on the top blocks only, a text seen "
+        "before runs only the adapted blocks (frozen blocks then run without dropout); costs texts x tokens x "
+        "hidden x 4 bytes. See medclr.models.encoders.prefix_cache")
 
     def build(self) -> Encoder:
         return self.finish(ReportEncoder(self))
@@ -127,6 +132,7 @@ class ReportEncoder(Encoder):
             enable({"use_reentrant": False})  # the checkpoint kwargs, positional: the keyword's name changed too
         self.model: nn.Module = _adapt(model, cfg, self.model_type)
         self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        self.prefix_cache = FrozenPrefixCache(self.model, cfg.prefix_cache) if cfg.prefix_cache > 0 else None
         trainable, total = _count(self.model)
         log.info("report tower %s (%s): %d of %d parameters trainable (%.3f%%)", cfg.model, self.model_type,
                  trainable, total, 100.0 * trainable / max(total, 1))
@@ -168,9 +174,12 @@ class ReportEncoder(Encoder):
         kwargs: dict[str, Tensor] = {"input_ids": x.input_ids, "attention_mask": mask}
         if self._takes_position_ids and bool((mask[:, 0] == 0).any()):  # left padding: count from the first token
             kwargs["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        hidden = self.model(**kwargs).last_hidden_state.float()  # [B, L, D]
+        hidden = (self.prefix_cache.forward(self._run, kwargs) if self.prefix_cache else self._run(kwargs)).float()
         return EncoderOutput(pooled=self.pool(hidden, mask), tokens=hidden, token_mask=mask.bool(),
-                             grid=(hidden.shape[1],), grid_axes=("token",))
+                             grid=(hidden.shape[1],), grid_axes=("token",))  # hidden [B, L, D]
+
+    def _run(self, kwargs: dict[str, Tensor]) -> Tensor:
+        return self.model(**kwargs).last_hidden_state
 
 
 def _load_model(source: str, cfg: TextConfig, common: dict[str, Any]) -> nn.Module:
@@ -227,10 +236,10 @@ def _adapt(model: nn.Module, cfg: TextConfig, model_type: str) -> nn.Module:
 
 
 def _block_list_name(model: nn.Module) -> str | None:
-    """Attribute name of the model's list of transformer blocks (BERT ``layer``, Llama ``layers``, GPT-2 ``h``):
-    the longest ``nn.ModuleList``. peft needs it to number blocks when the list sits at the model's root."""
-    lists = [(len(m), name.rsplit(".", 1)[-1]) for name, m in model.named_modules() if isinstance(m, nn.ModuleList)]
-    return max(lists)[1] if lists else None
+    """Attribute name of the model's list of transformer blocks (BERT ``layer``, Llama ``layers``, GPT-2 ``h``).
+    peft needs it to number blocks when the list sits at the model's root."""
+    found = block_list(model)
+    return found[0].rsplit(".", 1)[-1] if found else None
 
 
 def _count(module: nn.Module) -> tuple[int, int]:
