@@ -43,6 +43,7 @@ from medclr.errors import MedclrError, MedclrInputError
 from medclr.eval.prompts import PromptSet, default_prompts
 from medclr.models import MedClr, build_model
 from medclr.models.config import MedclrConfigError
+from medclr.models.encoders.prefix_cache import FrozenPrefixCache
 from medclr.train import checkpoint as ckpt
 from medclr.train import distributed as dist_env
 from medclr.train.card import write_model_card, write_run_files
@@ -137,6 +138,7 @@ class Trainer:
             self._restore()
         self.wrapped = self._wrap()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self._warn_uncachable_texts()
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_run_files(self.run_dir, cfg, self.data.cache, self.model)
@@ -209,7 +211,7 @@ class Trainer:
         if quantized:
             raise MedclrConfigError(f"run.strategy: fsdp cannot shard the 8/4-bit text base of {quantized}; use "
                                     "quantization: none (FSDP already splits the weights across GPUs) or ddp")
-        cached = [m for m in texts if getattr(self.cfg.model.towers[m].encoder, "prefix_cache", 0)]
+        cached = sorted(set(texts) & set(self._prefix_caches()))
         if cached:
             raise MedclrConfigError(f"run.strategy: fsdp cannot run the frozen-prefix cache of {cached} (it splits "
                                     "the sharded block list); set prefix_cache: 0 or use run.strategy: ddp")
@@ -312,8 +314,22 @@ class Trainer:
                 f"{last if last is not None else 'none'} (resume with --resume {self.run_dir})")
 
     def _extra(self) -> dict[str, Any]:
-        return {"lr": self.scheduler.get_last_lr()[0], "logit_scale": float(self.model.logit_scale.detach()),
-                "epoch": self.progress.epoch}
+        extra = {"lr": self.scheduler.get_last_lr()[0], "logit_scale": float(self.model.logit_scale.detach()),
+                 "epoch": self.progress.epoch}
+        for modality, cache in self._prefix_caches().items():  # share of texts whose frozen blocks were skipped
+            extra[f"prefix_cache_hit_rate/{modality}"] = cache.hits / max(1, cache.hits + cache.misses)
+        return extra
+
+    def _prefix_caches(self) -> dict[str, FrozenPrefixCache]:
+        caches = {m: getattr(self.model.tower(m).encoder, "prefix_cache", None) for m in self.model.modalities}
+        return {m: cache for m, cache in caches.items() if isinstance(cache, FrozenPrefixCache)}
+
+    def _warn_uncachable_texts(self) -> None:
+        augment = self.cfg.data.augment
+        if self._prefix_caches() and augment.enabled and augment.report_sentence_keep < 1.0:
+            log.warning("prefix_cache with data.augment.report_sentence_keep=%g: sampled sentences make almost every "
+                        "report a new text, so the cache will rarely hit. Fix: --set "
+                        "data.augment.report_sentence_keep=1.0, or prefix_cache: 0", augment.report_sentence_keep)
 
     @functools.cached_property
     def _val_prompts(self) -> dict[str, PromptSet]:

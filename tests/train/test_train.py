@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -111,14 +112,28 @@ def test_keep_last_prunes_old_checkpoints_but_never_the_best(make_config: WorldF
     assert torch.equal(loaded.state_dict()["scale.log_scale"], weights["scale.log_scale"])
 
 
-def test_prefix_cache_trains_like_the_full_text_tower(make_config: WorldFactory, dropout_free_bert: Path) -> None:
+def test_prefix_cache_trains_like_the_full_text_tower(make_config: WorldFactory, dropout_free_bert: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     """LoRA on the tiny BERT's top block; without dropout, a run whose frozen block 0 is cached (from the second
     epoch on, every report a hit) takes the same steps as the run that recomputes it."""
     common = [f"model.towers.report.encoder.model={dropout_free_bert}", "model.towers.report.encoder.lora.layers=[1]",
-              "run.max_steps=10", "optim.schedule=constant"]
+              "run.max_steps=10", "optim.schedule=constant", "data.augment.report_sentence_keep=1.0"]
     plain = train(make_config(*common, "run.out_dir=" + str(dropout_free_bert.parent / "plain")))
-    cached = train(make_config(*common, "model.towers.report.encoder.prefix_cache=256",
-                               "run.out_dir=" + str(dropout_free_bert.parent / "cached")))
-    assert max(int(r["epoch"]) for r in _metrics(cached.run_dir)) >= 1  # reports came back: the cache was read
+    with caplog.at_level(logging.WARNING, logger="medclr.train.loop"):
+        cached = train(make_config(*common, "model.towers.report.encoder.prefix_cache=256",
+                                   "run.out_dir=" + str(dropout_free_bert.parent / "cached")))
+    assert "rarely hit" not in caplog.text
+    records = _metrics(cached.run_dir)
+    assert int(records[-1]["epoch"]) >= 1 and float(records[-1]["prefix_cache_hit_rate/report"]) > 0.3
+    assert "prefix_cache_hit_rate/report" not in _metrics(plain.run_dir)[-1]
     losses = [[float(r["loss"]) for r in _metrics(run.run_dir)] for run in (plain, cached)]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4, abs=1e-5)
+
+
+def test_prefix_cache_warns_when_sampled_sentences_defeat_it(make_config: WorldFactory,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    cfg = make_config("model.towers.report.encoder.lora.layers=[1]", "model.towers.report.encoder.prefix_cache=64",
+                      "run.max_steps=1", "data.augment.report_sentence_keep=0.8")
+    with caplog.at_level(logging.WARNING, logger="medclr.train.loop"):
+        train(cfg)
+    assert "report_sentence_keep=0.8" in caplog.text and "rarely hit" in caplog.text
