@@ -192,8 +192,25 @@ def test_prefix_cache_in_training_mode_keeps_modes_and_trains(tiny_bert_dir: Pat
     assert enc.prefix_cache is not None and enc.prefix_cache.hits == 3
 
 
-@pytest.mark.parametrize("settings", [{"lora": LoraSettings(r=2)}, {"lora": LoraSettings(r=2, layers=(1,),
-                                                                                        bias="all")}, {}])
-def test_prefix_cache_needs_frozen_lower_blocks(tiny_bert_dir: Path, settings: dict[str, object]) -> None:
+@pytest.mark.parametrize("lora", [LoraSettings(r=2), LoraSettings(r=2, layers=(1,), bias="all")])
+def test_prefix_cache_needs_frozen_lower_blocks(tiny_bert_dir: Path, lora: LoraSettings) -> None:
     with pytest.raises(MedclrConfigError, match="prefix_cache: nothing frozen to cache"):
-        TextConfig(model=str(tiny_bert_dir), prefix_cache=4, **settings).build()  # type: ignore[arg-type]
+        TextConfig(model=str(tiny_bert_dir), prefix_cache=4, lora=lora).build()
+
+
+def test_prefix_cache_of_a_frozen_tower_skips_the_model(tiny_llama_dir: Path) -> None:
+    enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", prefix_cache=8).build().eval()
+    cache = enc.prefix_cache
+    assert cache is not None and cache.whole
+    batch = enc.prepare(TEXTS)
+    enc.prefix_cache = None
+    reference = enc(batch)
+    enc.prefix_cache = cache
+    calls: list[int] = []
+    enc.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    first, again = enc(batch), enc(batch)
+    assert len(calls) == 1 and (cache.misses, cache.hits) == (3, 3)  # the second batch never ran the model
+    for out in (first, again):
+        torch.testing.assert_close(out.pooled, reference.pooled, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.tokens[out.token_mask], reference.tokens[reference.token_mask],
+                                   atol=1e-5, rtol=1e-4)

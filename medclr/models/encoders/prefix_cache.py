@@ -10,6 +10,9 @@ the same ``[L, D]`` states each epoch. :class:`FrozenPrefixCache` keeps them, ke
     miss:  ids -> embeddings -> blocks 0..k-1 (eval mode, no grad) -> h_k [L_i, D]  --store-->  cache
     batch: h_k of each row placed at its real tokens [B, L, D] -> blocks k.. (train mode, LoRA grads) -> states
 
+A text tower with nothing trainable (a frozen base, as in ``configs/train/xor.yaml``) already runs without dropout;
+there the cache keeps the model's output itself, and a text seen before costs nothing.
+
 Exactness: a row's states do not depend on the padding around it (padded keys are masked; the tower counts
 left-padded positions from the first real token), so a cached row equals a fresh one up to float rounding, and
 padded positions, which nothing reads (masked keys, masked pooling), start from zeros. What changes with the cache
@@ -68,10 +71,12 @@ def _hidden_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
 
 
 class FrozenPrefixCache:
-    """Cache of the hidden states entering ``model``'s first trainable block (module docstring).
+    """Cache of the hidden states entering ``model``'s first trainable block, or of its output when nothing in it
+    trains (module docstring).
 
-    ``forward(call, input_ids, mask)`` returns what ``call()`` (the model's forward on the whole batch) returns,
-    having run the frozen prefix only for rows not yet cached. ``max_entries`` bounds the number of texts kept.
+    ``forward(call, kwargs)`` returns what ``call(kwargs)`` (the model's forward on the whole batch, returning the
+    last hidden states ``[B, L, D]``) returns, having run the frozen prefix only for rows not yet cached.
+    ``max_entries`` bounds the number of texts kept.
     """
 
     def __init__(self, model: nn.Module, max_entries: int) -> None:
@@ -84,9 +89,10 @@ class FrozenPrefixCache:
         self.first = min(trainable, default=len(blocks))
         in_tail = {id(p) for block in list(blocks)[self.first:] for p in block.parameters()}
         outside = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_tail]
-        if self.first in (0, len(blocks)) or outside:
-            where = (f"trainable weights outside blocks {self.first}..: {outside[:3]}" if outside
-                     else "block 0 is trained" if self.first == 0 else "no block is trained")
+        self.whole = self.first == len(blocks)  # a frozen model: its output itself is cached
+        if self.first == 0 or outside:
+            where = f"trainable weights outside blocks {self.first}..: {outside[:3]}" if outside else \
+                "block 0 is trained"
             raise MedclrConfigError(f"prefix_cache: nothing frozen to cache ({where}). Fix: adapt only the top "
                                     "blocks (lora.layers, lora.bias: none) or set prefix_cache: 0")
         self.entries: OrderedDict[bytes, Tensor] = OrderedDict()
@@ -98,12 +104,10 @@ class FrozenPrefixCache:
         assert isinstance(blocks, nn.ModuleList)
         return blocks
 
-    def clear(self) -> None:
-        self.entries.clear()
-
     def forward(self, call: Callable[[dict[str, Tensor]], Any], kwargs: dict[str, Tensor]) -> Any:
-        """``call(kwargs)`` with blocks ``0 .. k-1`` replaced by cached states; ``kwargs`` holds ``input_ids`` and
-        ``attention_mask`` ``[B, L]`` (and any other per-row tensors, e.g. ``position_ids``)."""
+        """``call(kwargs)`` with blocks ``0 .. k-1`` replaced by cached states (a frozen model: the cached output,
+        without a call); ``kwargs`` holds ``input_ids`` and ``attention_mask`` ``[B, L]`` (and any other per-row
+        tensors, e.g. ``position_ids``)."""
         ids, mask = kwargs["input_ids"], kwargs["attention_mask"].bool()  # [B, L]
         keys = [ids[i][mask[i]].cpu().numpy().tobytes() for i in range(ids.shape[0])]
         todo: dict[bytes, int] = {}  # uncached text -> its first row
@@ -122,6 +126,8 @@ class FrozenPrefixCache:
             states[i, mask[i]] = row
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
+        if self.whole:
+            return states
         with self._tail(states):
             return call(kwargs)
 
@@ -130,18 +136,22 @@ class FrozenPrefixCache:
         index = torch.tensor(rows, device=kwargs["input_ids"].device)
         sub = {name: value.index_select(0, index) for name, value in kwargs.items()}
         ids, mask = sub["input_ids"], sub["attention_mask"].bool()
-        hook = self.blocks[self.first].register_forward_pre_hook(_capture, with_kwargs=True)
-        try:
-            with torch.no_grad(), _eval_mode(self.model):
-                call(sub)
-            raise MedclrConfigError(f"prefix_cache: the text model never reached its block {self.first}. Fix: set "
-                                    "prefix_cache: 0 for this model")
-        except _PrefixDone as done:
-            hidden = done.hidden.detach()  # [b, L, D]
-        finally:
-            hook.remove()
+        with torch.no_grad(), _eval_mode(self.model):
+            hidden = call(sub) if self.whole else self._prefix(call, sub)  # [b, L, D]
         for j in range(len(rows)):
             self.entries[ids[j][mask[j]].cpu().numpy().tobytes()] = hidden[j][mask[j]].clone()  # [L_j, D]
+
+    def _prefix(self, call: Callable[[dict[str, Tensor]], Any], kwargs: dict[str, Tensor]) -> Tensor:
+        """The input of block k: the forward pass stopped there by a pre-hook."""
+        hook = self.blocks[self.first].register_forward_pre_hook(_capture, with_kwargs=True)
+        try:
+            call(kwargs)
+        except _PrefixDone as done:
+            return done.hidden.detach()
+        finally:
+            hook.remove()
+        raise MedclrConfigError(f"prefix_cache: the text model never reached its block {self.first}. Fix: set "
+                                "prefix_cache: 0 for this model")
 
     @contextlib.contextmanager
     def _tail(self, states: Tensor) -> Iterator[None]:

@@ -84,8 +84,8 @@ class TextConfig(EncoderConfig):
     cache_dir: str | None = knob(None, "where offline models are converted; default $MEDCLR_CACHE or ~/.cache/medclr")
     prefix_cache: int = knob(
         0, "texts whose frozen lower-block states are kept (0 = off): with LoRA on the top blocks only, a text seen "
-        "before runs only the adapted blocks (frozen blocks then run without dropout); costs texts x tokens x "
-        "hidden x 4 bytes. See medclr.models.encoders.prefix_cache")
+        "before runs only the adapted blocks (frozen blocks then run without dropout); with a frozen model, not at "
+        "all. Costs texts x tokens x hidden x 4 bytes. See medclr.models.encoders.prefix_cache")
 
     def build(self) -> Encoder:
         return self.finish(ReportEncoder(self))
