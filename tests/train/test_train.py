@@ -113,15 +113,15 @@ def test_keep_last_prunes_old_checkpoints_but_never_the_best(make_config: WorldF
 
 
 def test_prefix_cache_trains_like_the_full_text_tower(make_config: WorldFactory, dropout_free_bert: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+                                                      tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """LoRA on the tiny BERT's top block; without dropout, a run whose frozen block 0 is cached (from the second
     epoch on, every report a hit) takes the same steps as the run that recomputes it."""
     common = [f"model.towers.report.encoder.model={dropout_free_bert}", "model.towers.report.encoder.lora.layers=[1]",
               "run.max_steps=10", "optim.schedule=constant", "data.augment.report_sentence_keep=1.0"]
-    plain = train(make_config(*common, "run.out_dir=" + str(dropout_free_bert.parent / "plain")))
+    plain = train(make_config(*common, f"run.out_dir={tmp_path / 'plain'}"))
     with caplog.at_level(logging.WARNING, logger="medclr.train.loop"):
         cached = train(make_config(*common, "model.towers.report.encoder.prefix_cache=256",
-                                   "run.out_dir=" + str(dropout_free_bert.parent / "cached")))
+                                   f"run.out_dir={tmp_path / 'cached'}"))
     assert "rarely hit" not in caplog.text
     records = _metrics(cached.run_dir)
     assert int(records[-1]["epoch"]) >= 1 and float(records[-1]["prefix_cache_hit_rate/report"]) > 0.3

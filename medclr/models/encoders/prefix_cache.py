@@ -1,4 +1,4 @@
-"""Frozen-prefix cache: run a LoRA text tower's frozen lower blocks once per text, not once per epoch.
+"""Frozen-prefix cache: run a text tower's frozen blocks once per text, not once per epoch.
 
 With LoRA on the top blocks only (``lora.layers``, e.g. [4, 5] of MiniLM's 6), the embeddings and blocks
 ``0 .. k-1`` below the first adapted block ``k`` never change: the hidden state entering block ``k`` is a fixed
@@ -119,7 +119,7 @@ class FrozenPrefixCache:
         self.misses += len(todo)
         self.hits += len(keys) - len(todo)
         if todo:
-            self._compute(call, kwargs, list(todo.values()))
+            self._compute(call, kwargs, todo)
         rows = [self.entries[key] for key in keys]  # [L_i, D] each
         for key in keys:  # most recently used last
             self.entries.move_to_end(key)
@@ -133,15 +133,16 @@ class FrozenPrefixCache:
         with self._tail(states):
             return call(kwargs)
 
-    def _compute(self, call: Callable[[dict[str, Tensor]], Any], kwargs: dict[str, Tensor], rows: list[int]) -> None:
-        """Run the frozen prefix (eval mode, no grad) on ``rows`` of the batch and store their states."""
-        index = torch.tensor(rows, device=kwargs["input_ids"].device)
+    def _compute(self, call: Callable[[dict[str, Tensor]], Any], kwargs: dict[str, Tensor],
+                 rows: dict[bytes, int]) -> None:
+        """Run the frozen prefix (eval mode, no grad) on the batch ``rows`` (key -> row) and store their states."""
+        index = torch.tensor(list(rows.values()), device=kwargs["input_ids"].device)
         sub = {name: value.index_select(0, index) for name, value in kwargs.items()}
-        ids, mask = sub["input_ids"], sub["attention_mask"].bool()
+        mask = sub["attention_mask"].bool()
         with torch.no_grad(), _eval_mode(self.model):
             hidden = call(sub) if self.whole else self._prefix(call, sub)  # [b, L, D]
-        for j in range(len(rows)):
-            self.entries[ids[j][mask[j]].cpu().numpy().tobytes()] = hidden[j][mask[j]].clone()  # [L_j, D]
+        for j, key in enumerate(rows):
+            self.entries[key] = hidden[j][mask[j]].clone()  # [L_j, D]
 
     def _prefix(self, call: Callable[[dict[str, Tensor]], Any], kwargs: dict[str, Tensor]) -> Tensor:
         """The input of block k: the forward pass stopped there by a pre-hook."""
