@@ -18,6 +18,7 @@ from medclr.config import load_config
 from medclr.train import train
 from medclr.train.checkpoint import load_model
 from tests.conftest import REPO_ROOT
+from tests.train.conftest import WorldFactory
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -164,3 +165,21 @@ def test_idle_text_tower_runs_without_changing_the_loss(tiny_bert_dir: Path) -> 
     out["loss"].backward()
     lora = [p for n, p in model.named_parameters() if "lora_" in n]
     assert lora and all(p.grad is not None and not p.grad.any() for p in lora)  # zero gradients, not None
+
+
+def test_fsdp_refuses_a_prefix_cached_text_tower(make_config: WorldFactory) -> None:
+    """FSDP shards the text model's block list, which the frozen-prefix cache slices: a clear config error, before
+    any process group is touched (the check reads the config and the built model only)."""
+    from types import SimpleNamespace
+
+    from medclr.models import build_model
+    from medclr.models.config import MedclrConfigError
+    from medclr.train.loop import Trainer
+
+    cfg = make_config("run.strategy=fsdp", "model.towers.report.encoder.lora.layers=[1]",
+                      "model.towers.report.encoder.prefix_cache=8")
+    trainer = Trainer.__new__(Trainer)  # only what _use_fsdp reads
+    trainer.cfg, trainer.env = cfg, SimpleNamespace(distributed=True)  # type: ignore[assignment]
+    trainer.model = build_model(cfg.model)
+    with pytest.raises(MedclrConfigError, match="fsdp cannot run the frozen-prefix cache of \\['report'\\]"):
+        trainer._use_fsdp()
