@@ -156,7 +156,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a run: zero-shot, retrieval, grounding, probes, diagnostics",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate a trained run on a manifest with a published protocol; metrics go to --out as flat "
-        "JSON keys (with bootstrap 95%% CIs as <key>_ci_low/_ci_high), plots to <out stem>_plots/ beside it, and "
+        "JSON keys (with bootstrap 95% CIs as <key>_ci_low/_ci_high), plots to <out stem>_plots/ beside it, and "
         "a summary table to the terminal.",
         epilog="tasks:\n"
         "  zeroshot-cxr    CheXpert competition labels, CheXzero prompt pairs (configs/prompts/chexpert.yaml);\n"
@@ -166,7 +166,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "  zeroshot-joint  X-ray + ECG together against the joint labels (configs/prompts/joint.yaml)\n"
         "  retrieval       recall@K/<q>-><t>, mrr, median_rank for every modality pair and two-to-one\n"
         "  grounding       phrase grounding: cnr, miou, pointing_game (X-ray), ecg/* (synthetic world)\n"
-        "  probe           logistic regression on frozen embeddings with 1/10/100%% of the training labels\n"
+        "  probe           logistic regression on frozen embeddings with 1/10/100% of the training labels\n"
         "  diagnostics     modality gap, alignment, uniformity, effective rank\n\n"
         "example:\n  medclr eval runs/demo --task zeroshot-cxr --manifest runs/demo_world/paired.parquet "
         "--out runs/demo/eval/zeroshot_cxr.json",

@@ -31,6 +31,7 @@ def test_help_documents_every_command(command: str, capsys: pytest.CaptureFixtur
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert f"medclr {command}" in out and "--help" in out
+    assert "%%" not in out  # argparse does not %-format descriptions and epilogs: a literal % stays single
 
 
 def test_prepare_sources_match_the_registry() -> None:
