@@ -116,8 +116,9 @@ class RunConfig:
     log_every: int = knob(10, "append a line to metrics.jsonl every N steps")
     val_every: int = knob(50, "validate every N steps (0 = only at the end)")
     best_metric: str = knob("auto", "validation metric that picks the best checkpoint (higher is better); "
-                                    "auto = val/zeroshot_auroc_mean when the validation rows have "
-                                    "labels the default prompts cover, else val/probe_auroc_mean, else val/r1_mean")
+                                    "auto = val/zeroshot_auroc_label_mean (mean zero-shot AUROC, every label counting "
+                                    "once) when the validation rows have labels the default prompts cover, else "
+                                    "val/probe_auroc_mean, else val/r1_mean")
     amp: Literal["none", "bf16", "fp16"] = knob("none", "mixed precision (CUDA only)")
     compile: bool = knob(False, "torch.compile each encoder")
     max_nonfinite_steps: int = knob(5, "abort after this many consecutive steps with a non-finite loss or gradient")

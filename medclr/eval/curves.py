@@ -53,7 +53,8 @@ def learning_curves_png(runs: Mapping[str, Path], metric: str, out: Path, *, cha
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medclr.eval.curves", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR", help="runs to compare")
-    parser.add_argument("--metric", default="val/zeroshot_auroc_mean", help="a key of val.jsonl")
+    parser.add_argument("--metric", default="val/zeroshot_auroc_label_mean",
+                        help="a key of val.jsonl (default: the one run.best_metric=auto selects on)")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--chance", type=float, help="draw a chance line at this value")
     parser.add_argument("--title", default="")

@@ -353,7 +353,7 @@ class Trainer:
         runlog.validation(p.step, metrics)
         if not p.best_metric:
             wanted = self.cfg.run.best_metric
-            preference = ("val/zeroshot_auroc_mean", "val/probe_auroc_mean", "val/r1_mean")
+            preference = ("val/zeroshot_auroc_label_mean", "val/probe_auroc_mean", "val/r1_mean")
             auto = next((k for k in preference if k in metrics), "val/r1_mean")
             p.best_metric = auto if wanted == "auto" else wanted
         value = metrics.get(p.best_metric)

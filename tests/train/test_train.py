@@ -40,6 +40,22 @@ def test_each_loss_trains_and_writes_a_self_describing_run(make_config: WorldFac
     assert "data_cards/synth.md" in (run / "model_card.md").read_text()
     val = json.loads((run / "val.jsonl").read_text().splitlines()[-1])
     assert "val/r1_mean" in val
+    _assert_selected_on_every_zero_shot_label(val, result.best)
+
+
+def _assert_selected_on_every_zero_shot_label(val: Mapping[str, object], best: Mapping[str, object] | None) -> None:
+    """The best checkpoint is picked on the mean over every (modality, label) zero-shot AUROC, not over modalities
+    (one noisy label of its own must not weigh as much as five)."""
+    per_label = {k: float(v) for k, v in val.items() if k.startswith("val/zeroshot_auroc/") and k.count("/") == 3
+                 and isinstance(v, float)}
+    modalities = {k.split("/")[2] for k in per_label}
+    assert modalities == {"cxr", "ecg"}  # the tiny world: 1 X-ray label, 4 ECG labels
+    for m in modalities:
+        labels = [v for k, v in per_label.items() if k.split("/")[2] == m]
+        assert val[f"val/zeroshot_auroc/{m}"] == pytest.approx(sum(labels) / len(labels))
+    assert val["val/zeroshot_auroc_label_mean"] == pytest.approx(sum(per_label.values()) / len(per_label))
+    assert best is not None and best["metric"] == "val/zeroshot_auroc_label_mean"
+    assert best["value"] == pytest.approx(val["val/zeroshot_auroc_label_mean"])
 
 
 def test_load_model_round_trip_gives_identical_embeddings(make_config: WorldFactory) -> None:
