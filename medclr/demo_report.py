@@ -6,10 +6,11 @@ a baseline to read it against:
 
 - the simple baselines of ``data_cards/synth.md`` ("Simple baselines": logistic regression on 32 x 32 pixels / 62
   ECG summary features, test AUROC on the patient-level test split of the seed-0 ``demo`` world) beside the
-  zero-shot AUROCs they can be compared with (:func:`card_baselines`; read from the card, not restated here, and
-  passed in only for the ``demo`` preset, the world they were measured on);
-- otherwise the chance level the metrics file states (:func:`chance_level`: ``<metric>_chance`` for the grounding
-  pointing games, K/n for retrieval recall@K).
+  zero-shot AUROCs they can be compared with, and the pointing game of the supervised CNN's class activation maps
+  beside the X-ray pointing game (:func:`card_baselines`; read from the card, not restated here, and passed in
+  only for the ``demo`` preset, the world they were measured on);
+- and the chance level the metrics file states (:func:`chance_level`: ``<metric>_chance`` for the grounding
+  pointing games, K/n for retrieval recall@K), as the baseline where the card has none, else in its note.
 
 :func:`write_report` renders the same rows as Markdown with each task's protocol statements, its plots and the
 stage timings.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from medclr.demo import DemoOptions, Stage
 
 SYNTH_CARD = Path(__file__).resolve().parents[1] / "data_cards" / "synth.md"
+POINTING_ROW = "pointing game: "  # the card's CAM pointing-game rows: "pointing game: all phrases", "...: Edema"
 Metrics = dict[str, Any]
 Baselines = dict[tuple[str, str], tuple[float, str]]  # (task, metric) -> (value, which baseline)
 
@@ -70,7 +72,9 @@ def card_baselines(card: Path = SYNTH_CARD) -> Baselines:
 
     Card rows map to metrics as: a finding (``Cardiomegaly``) -> ``zeroshot-cxr`` ``auroc/Cardiomegaly`` (X-ray
     column); ``ECG CD (...)`` -> ``zeroshot-ecg`` ``auroc/CD`` (ECG column); ``joint: Heart Failure`` ->
-    ``zeroshot-joint`` ``auroc/Heart Failure`` (the "both" column). Empty when the card or the table is missing.
+    ``zeroshot-joint`` ``auroc/Heart Failure`` (the "both" column); ``pointing game: all phrases`` / ``pointing
+    game: Edema`` -> ``grounding`` ``pointing_game`` / ``pointing_game/Edema`` (the supervised CNN's CAM, third
+    column). Empty when the card or the table is missing.
     """
     if not card.is_file() or "## Simple baselines" not in (text := card.read_text()):
         return {}
@@ -79,15 +83,19 @@ def card_baselines(card: Path = SYNTH_CARD) -> Baselines:
     out: Baselines = {}
     for line in lines[2:]:  # header, |---| rule
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) < 4:
+        label = cells[0]
+        if label.startswith(POINTING_ROW) and len(cells) >= 3:
+            name = label.removeprefix(POINTING_ROW)
+            key = ("grounding", "pointing_game" if name == "all phrases" else f"pointing_game/{name}")
+            value, note = cells[2], "supervised CNN's CAM, other X-rays"
+        elif len(cells) < 4:
             continue
-        label, cxr, ecg, both = cells[:4]
-        if label.startswith("ECG "):
-            key, value, note = ("zeroshot-ecg", f"auroc/{label.split()[1]}"), ecg, "LR on 62 ECG summary features"
+        elif label.startswith("ECG "):
+            key, value, note = ("zeroshot-ecg", f"auroc/{label.split()[1]}"), cells[2], "LR on 62 ECG summary features"
         elif label.startswith("joint: "):
-            key, value, note = ("zeroshot-joint", f"auroc/{label[7:]}"), both, "LR on 32x32 pixels + ECG features"
+            key, value, note = ("zeroshot-joint", f"auroc/{label[7:]}"), cells[3], "LR on 32x32 pixels + ECG features"
         else:
-            key, value, note = ("zeroshot-cxr", f"auroc/{label}"), cxr, "LR on 32x32 pixels"
+            key, value, note = ("zeroshot-cxr", f"auroc/{label}"), cells[1], "LR on 32x32 pixels"
         try:
             out[key] = (float(value), note)
         except ValueError:
@@ -128,6 +136,15 @@ def chance_level(values: Metrics, task: str, key: str) -> tuple[float, str] | No
     return None
 
 
+def _with_chance(card: tuple[float, str] | None, chance: tuple[float, str] | None) -> tuple[float, str] | None:
+    """The card's baseline with the chance level's note appended (``"...; chance 0.074; grid ceiling 0.936"``),
+    else whichever of the two there is."""
+    if card is None or chance is None:
+        return card or chance
+    head, *rest = chance[1].split("; ")
+    return card[0], "; ".join([card[1], f"{head} {chance[0]:.3f}", *rest])
+
+
 def results_rows(metrics: dict[str, Metrics], baselines: Baselines) -> list[ResultRow]:
     """The headline metrics of each task (``HEADLINE``) with their CIs, counts and a baseline: the data card's
     simple baseline where ``baselines`` has one, else the chance level the metrics file states."""
@@ -141,7 +158,7 @@ def results_rows(metrics: dict[str, Metrics], baselines: Baselines) -> list[Resu
                 continue
             low, high = values.get(f"{key}_ci_low"), values.get(f"{key}_ci_high")
             ci = (float(low), float(high)) if isinstance(low, int | float) and isinstance(high, int | float) else None
-            base = baselines.get((task, key)) or chance_level(values, task, key)
+            base = _with_chance(baselines.get((task, key)), chance_level(values, task, key))
             rows.append(ResultRow(task, key, float(value), ci, _count(values, task, key),
                                   base[0] if base else None, base[1] if base else ""))
     return rows

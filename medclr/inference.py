@@ -188,9 +188,7 @@ class Engine:
         resized, g = resize_pad(image, self.settings.image_size)
         stored = quantize(resized, self.settings.cxr_dtype)
         scale = np.float32(1.0 / (255.0 if stored.dtype == np.uint8 else 65535.0))
-        geometry = Geometry((g.height, g.width), resized_size=(g.resized_h, g.resized_w),
-                            pad=(g.top, g.bottom, g.left, g.right))
-        return torch.from_numpy(stored.astype(np.float32) * scale)[None, None], geometry
+        return torch.from_numpy(stored.astype(np.float32) * scale)[None, None], g.geometry()
 
     def preprocess_ecg(self, signal: np.ndarray, fs: float | None = None) -> torch.Tensor:
         """``[12, T]`` mV at ``fs`` (default: the run's rate) -> ``[1, 12, T']`` as the cache stores it."""

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from medclr.data.cache import StudyCache
 from medclr.data.manifest import LABEL_PREFIX
-from medclr.data.transforms import Augmenter, sample_sentences
+from medclr.data.transforms import Augmenter, GeometryTuple, sample_sentences
 from medclr.errors import MedclrInputError
 from medclr.types import Geometry, Sample
 
@@ -97,8 +97,7 @@ class StudyDataset(Dataset[Sample]):
 
     def geometry(self, row: int) -> Geometry:
         """The cached resize + pad of cache row ``row`` (a cache row, not a dataset index)."""
-        h, w, rh, rw, top, bottom, left, right = (int(v) for v in self.cache.array("geometry")[row])
-        return Geometry(original_size=(h, w), resized_size=(rh, rw), pad=(top, bottom, left, right))
+        return GeometryTuple(*(int(v) for v in self.cache.array("geometry")[row])).geometry()
 
 
 def _has_text(value: object) -> bool:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from medclr.config import AugmentConfig
+    from medclr.types import Geometry
 
 _MASK32 = 0xFFFFFFFF
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -49,6 +50,13 @@ class GeometryTuple(NamedTuple):
     bottom: int
     left: int
     right: int
+
+    def geometry(self) -> Geometry:
+        """The same resize + pad as a :class:`~medclr.types.Geometry` (maps network pixels back to the original)."""
+        from medclr.types import Geometry
+
+        return Geometry((self.height, self.width), resized_size=(self.resized_h, self.resized_w),
+                        pad=(self.top, self.bottom, self.left, self.right))
 
 
 def resize_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, GeometryTuple]:

@@ -7,9 +7,11 @@
   from lead II: heart rate and the coefficient of variation of RR intervals) = 62 features,
 
 on the world's train patients, and reports the test AUROC (patient-level split, as in the manifests). With
-``--cnn`` it also trains the demo recipe's X-ray tower (``configs/models/demo.yaml``: a 4-stage CNN on 128 px,
-mean-pooled) with a linear classifier and binary cross-entropy on every X-ray finding at once (AdamW, one-cycle
-lr 1e-3, 400 steps x 32 images, seed 0): what the contrastive model's X-ray tower could reach with labels.
+``--cnn`` it also trains the demo recipe's X-ray tower (``configs/models/demo.yaml``: a 4-stage CNN on 128 px
+letterboxed images, mean-pooled) with a linear classifier and binary cross-entropy on every X-ray finding at once
+(AdamW, one-cycle lr 1e-3, 400 steps x 32 images, seed 0): what the contrastive model's X-ray tower could reach
+with labels; and scores its class activation maps in the pointing game on the world's MS-CXR phrases
+(:func:`cam_pointing_game`): where a CNN that knows the labels looks.
 Labels are the ground truth of ``truth.csv``. Joint labels (``joint/*``, e.g. Heart Failure) are fitted on the
 studies that have both modalities from the X-ray features, the ECG features and both concatenated: a joint
 label should need both. These numbers go in ``data_cards/synth.md``: a task a 32 x 32 linear
@@ -19,23 +21,30 @@ model already solves is no test of representation learning.
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 from scipy.signal import find_peaks
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 from tqdm.auto import tqdm
 
+from medclr.data.transforms import resize_pad
+from medclr.eval.grounding_maps import TokenLayout, cxr_grid_to_original
+from medclr.eval.grounding_metrics import pointing_game
 from medclr.io import read_cxr, read_ecg
 from medclr.synth.render import subject_split
+from medclr.types import Geometry
 
 MIN_POSITIVES = 5
 
@@ -51,42 +60,106 @@ def cxr_features(path: Path, size: int = 32) -> np.ndarray:
     return np.asarray(small, dtype=np.float32).ravel() / 255.0
 
 
-def cnn_auroc(images: np.ndarray, labels: pd.DataFrame, train: np.ndarray, steps: int = 400, seed: int = 0
-              ) -> dict[str, float]:
-    """Supervised ceiling of the demo X-ray tower: ``images [N, S * S]`` in [0, 1], every label column at once
-    (binary cross-entropy), trained on ``train`` rows; test AUROC per column (NaN with < MIN_POSITIVES)."""
-    import torch
+@dataclass
+class SupervisedCnn:
+    """The demo recipe's X-ray tower + a linear classifier, trained on labels (:func:`train_cnn`)."""
 
+    encoder: nn.Module
+    head: nn.Linear
+    columns: list[str]  # the label columns, in head order
+
+    def scores(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Sigmoid probabilities ``[N, C]`` of letterboxed ``images [N, S, S]``."""
+        with torch.no_grad():
+            return torch.cat([torch.sigmoid(self.head(self.encoder(_tensor(images[i:i + batch])).pooled))
+                              for i in range(0, len(images), batch)]).numpy()
+
+    def cam(self, image: np.ndarray) -> tuple[np.ndarray, TokenLayout]:
+        """Class activation maps (Zhou et al., 2016) ``[C, h, w]`` of one letterboxed ``image [S, S]`` and their
+        token layout. The tower mean-pools its tokens, so the logit of label ``k`` is ``b_k + mean_n w_k . t_n``:
+        cell ``n``'s map value ``w_k . t_n`` is its exact contribution (as the contrastive model's phrase maps)."""
+        with torch.no_grad():
+            out = self.encoder(_tensor(image[None]))
+            tokens = out.tokens[0]  # [h * w, F]
+            maps = (tokens @ self.head.weight.T).T.reshape(len(self.columns), *out.grid)  # [C, h, w]
+        return maps.numpy(), TokenLayout.of(out)
+
+
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]  # [N, 1, S, S]
+
+
+def cxr_input(path: Path, size: int = CNN_SIZE) -> tuple[np.ndarray, Geometry]:
+    """The display image letterboxed to ``size`` x ``size`` as the model's cache stores it (long side resized,
+    zero-padded; :func:`medclr.data.transforms.resize_pad`) and the geometry that maps it back."""
+    image, _ = read_cxr(path)
+    resized, geometry = resize_pad(image, size)
+    return resized, geometry.geometry()
+
+
+def train_cnn(images: np.ndarray, labels: pd.DataFrame, train: np.ndarray, steps: int = 400, seed: int = 0
+              ) -> SupervisedCnn:
+    """Fit the demo X-ray tower + a linear head on ``images [N, S, S]`` in [0, 1], every label column at once
+    (binary cross-entropy; AdamW, one-cycle lr 1e-3, batches of 32 ``train`` rows)."""
     from medclr.models.factory import load_model_config
 
     torch.manual_seed(seed)
     encoder = load_model_config(DEMO_MODEL).towers["cxr"].encoder.build()
-    head = torch.nn.Linear(encoder.out_dim, labels.shape[1])
+    head = nn.Linear(encoder.out_dim, labels.shape[1])
     params = [*encoder.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-3, total_steps=steps, pct_start=0.1)
-    side = math.isqrt(images.shape[1])
-    x_all = torch.from_numpy(images.reshape(-1, 1, side, side))  # [N, 1, S, S]
-    y_all = torch.from_numpy(labels.to_numpy(dtype=np.float32))  # [N, C]
+    y_all = torch.from_numpy(labels.to_numpy(dtype=np.float32, copy=True))  # [N, C]
     rows, rng = np.flatnonzero(train), np.random.default_rng(seed)
     for _ in tqdm(range(steps), desc="cnn baseline", leave=False):
-        batch = torch.from_numpy(rng.choice(rows, size=min(32, rows.size), replace=False))
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(encoder(x_all[batch]).pooled), y_all[batch])
+        batch = rng.choice(rows, size=min(32, rows.size), replace=False)
+        logits = head(encoder(_tensor(images[batch])).pooled)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, y_all[torch.from_numpy(batch)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
     encoder.eval()
-    with torch.no_grad():
-        test = torch.from_numpy(np.flatnonzero(~train))
-        scores = torch.cat([torch.sigmoid(head(encoder(x_all[test[i:i + 64]]).pooled))
-                            for i in range(0, test.numel(), 64)]).numpy()  # [N_test, C]
+    return SupervisedCnn(encoder, head, list(labels.columns))
+
+
+def cnn_auroc(model: SupervisedCnn, images: np.ndarray, labels: pd.DataFrame, train: np.ndarray
+              ) -> dict[str, float]:
+    """Supervised ceiling of the demo X-ray tower: test AUROC per label column (NaN with < MIN_POSITIVES)."""
+    scores = model.scores(images[~train])  # [N_test, C]
     out: dict[str, float] = {}
-    for j, column in enumerate(labels.columns):
-        y = y_all[:, j].numpy()
+    for j, column in enumerate(model.columns):
+        y = labels[column].to_numpy(dtype=float)
         y_train, y_test = y[train], y[~train]
         out[column] = float(roc_auc_score(y_test, scores[:, j])) if _scorable(y_train, y_test) else float("nan")
     return out
+
+
+def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequence[Geometry],
+                      boxes: Sequence[str], train: np.ndarray) -> pd.DataFrame:
+    """The pointing game of the supervised CNN's class activation maps on the X-rays outside ``train``: one record
+    per phrase of the world's MS-CXR file (a finding's ``(label, location)``, its boxes; ``boxes`` = the
+    ``truth.csv`` cells), scored exactly as ``medclr eval --task grounding`` scores a phrase map (the map laid
+    back onto the original pixels through the geometry; hit = its maximum inside a box). The map is the label's,
+    not the phrase's: a CAM cannot tell the left base from the right, so a phrase naming one side of a bilateral
+    finding can be missed where the contrastive model, which reads the location, need not miss it.
+    Rows: label, then ``all``; columns ``pointing_game``, ``n_phrases``."""
+    records: list[tuple[str, float]] = []
+    for i in np.flatnonzero(~train).tolist():
+        phrases: dict[tuple[str, str], list[list[float]]] = {}
+        for b in json.loads(boxes[i]):
+            phrases.setdefault((b["label"], b["location"]), []).append(b["box"])
+        if not phrases:
+            continue
+        maps, layout = model.cam(images[i])
+        for (label, _), found in phrases.items():
+            if f"cxr/{label}" in model.columns:
+                sim = cxr_grid_to_original(maps[model.columns.index(f"cxr/{label}")], layout, geometries[i])
+                records.append((label, pointing_game(sim, found)))
+    table = pd.DataFrame(records, columns=["label", "pointing_game"])
+    per_label = table.groupby("label")["pointing_game"].agg(["mean", "size"])
+    per_label.loc["all"] = [table["pointing_game"].mean(), len(table)]
+    return per_label.rename(columns={"mean": "pointing_game", "size": "n_phrases"})
 
 
 def ecg_features(path: Path) -> np.ndarray:
@@ -123,9 +196,9 @@ def auroc_table(features: np.ndarray, labels: pd.DataFrame, train: np.ndarray) -
     return out
 
 
-def run(world: Path, cnn: bool = False) -> pd.DataFrame:
+def run(world: Path, cnn: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Test AUROC per label (rows) for the X-ray, ECG and joint (both concatenated) features (columns); with
-    ``cnn`` also the supervised X-ray CNN (column ``cxr cnn``)."""
+    ``cnn`` also the supervised X-ray CNN (column ``cxr cnn``) and its CAM pointing game (else None)."""
     truth = pd.read_csv(world / "truth.csv", keep_default_na=False, na_values=[""])
     train = np.array([subject_split(int(s)) == "train" for s in truth["subject_id"]])
     features: dict[str, np.ndarray] = {}  # modality -> [N, F], NaN rows where the study lacks it
@@ -140,19 +213,24 @@ def run(world: Path, cnn: bool = False) -> pd.DataFrame:
         has = ~np.isnan(features[modality][:, 0])
         labels = truth.loc[has, [c for c in truth.columns if c.startswith(f"{modality}/")]]
         results[modality] = auroc_table(features[modality][has], labels, train[has])
+    pointing = None
     if cnn:
         has = truth.index[truth["cxr_path"].notna()]
-        images = np.stack([cxr_features(world / str(p), CNN_SIZE) for p in
-                           tqdm(truth.loc[has, "cxr_path"], desc=f"cxr {CNN_SIZE} px", leave=False)])
+        inputs = [cxr_input(world / str(p)) for p in tqdm(truth.loc[has, "cxr_path"], desc=f"cxr {CNN_SIZE} px",
+                                                          leave=False)]
+        images = np.stack([image for image, _ in inputs])  # [N, S, S]
         labels = truth.loc[has, [c for c in truth.columns if c.startswith("cxr/")]]
-        results["cxr cnn"] = cnn_auroc(images, labels, train[has])
+        model = train_cnn(images, labels, train[has])
+        results["cxr cnn"] = cnn_auroc(model, images, labels, train[has])
+        pointing = cam_pointing_game(model, images, [g for _, g in inputs], truth.loc[has, "boxes"].tolist(),
+                                     train[has])
     both = ~np.isnan(features["cxr"][:, 0]) & ~np.isnan(features["ecg"][:, 0])
     joint = truth.loc[both, [c for c in truth.columns if c.startswith("joint/")]]
     combined = {"cxr": features["cxr"], "ecg": features["ecg"],
                 "cxr+ecg": np.concatenate([features["cxr"], features["ecg"]], axis=1)}
     for name, matrix in combined.items():
         results[name].update(auroc_table(matrix[both], joint, train[both]))
-    return pd.DataFrame({m: pd.Series(r) for m, r in results.items()})
+    return pd.DataFrame({m: pd.Series(r) for m, r in results.items()}), pointing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,8 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cnn", action="store_true",
                         help=f"also train the demo X-ray CNN supervised on {CNN_SIZE} px images (minutes on 2 cores)")
     args = parser.parse_args(argv)
-    table = run(args.world, cnn=args.cnn)
+    table, pointing = run(args.world, cnn=args.cnn)
     sys.stdout.write(table.to_string(float_format=lambda v: f"{v:.3f}") + "\n")
+    if pointing is not None:
+        sys.stdout.write("\nsupervised CNN, class activation maps: pointing game on the phrases of non-train X-rays\n")
+        sys.stdout.write(pointing.to_string(formatters={"n_phrases": "{:.0f}".format},
+                                            float_format=lambda v: f"{v:.3f}") + "\n")
     return 0
 
 
