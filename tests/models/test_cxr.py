@@ -20,6 +20,7 @@ from medclr.models.encoders.cxr import (
     ResNetConfig,
     SmallCnnConfig,
     ViTConfig,
+    pixel_coordinates,
 )
 from tests.models.helpers import positive_constant_kernels
 
@@ -36,6 +37,7 @@ VIT = {"image_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "nu
         (ResNetConfig(depth=50, widths=(4, 4, 8, 8)), (64, 96), (2, 3), 32),
         (SmallCnnConfig(channels=(8, 16)), (64, 64), (16, 16), 16),
         (SmallCnnConfig(channels=(4, 4, 8, 8), convs_per_stage=2, output_stride=4), (64, 64), (16, 16), 8),  # atrous
+        (SmallCnnConfig(channels=(8, 16), coord_channels=True), (64, 96), (16, 24), 16),
     ],
 )
 def test_shapes_and_grid(cfg: object, size: tuple[int, int], grid: tuple[int, int], dim: int) -> None:
@@ -121,6 +123,26 @@ def test_recorded_token_centres_are_the_receptive_field_centres(cfg: CxrEncoderC
     (coordinate 0.5 + i * stride), not at the patch centre (i + 1/2) * stride, 7.5 pixels away at stride 16."""
     measured, recorded = receptive_field_centre(cfg.build(), 128)
     assert measured == pytest.approx(recorded, abs=tolerance)
+
+
+@pytest.mark.parametrize("coord_channels", [False, True])
+def test_coordinate_channels_let_tokens_know_where_they_are(coord_channels: bool) -> None:
+    """On a constant image a CNN's interior tokens (those whose receptive field misses the zero padding) are all
+    equal: convolutions are translation-equivariant. CoordConv's row/column channels make them differ."""
+    enc = SmallCnnConfig(channels=(4, 8), coord_channels=coord_channels).build().eval()
+    assert enc.features[0].in_channels == (3 if coord_channels else 1)
+    with torch.no_grad():
+        out = enc(torch.full((1, 1, 64, 64), 0.7))
+    interior = out.token_map()[0, 2:-2, 2:-2].reshape(-1, out.tokens.shape[-1])  # [12 * 12, 8]
+    spread = float((interior - interior.mean(0)).abs().max())
+    assert (spread > 1e-3) if coord_channels else (spread < 1e-5)
+
+
+def test_pixel_coordinates_run_from_minus_one_to_one() -> None:
+    coords = pixel_coordinates(torch.zeros(2, 1, 3, 5))
+    assert coords.shape == (2, 2, 3, 5)
+    assert coords[0, 0, :, 0].tolist() == [-1.0, 0.0, 1.0]  # rows, top to bottom
+    assert coords[1, 1, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]  # columns, left to right
 
 
 def test_small_cnn_output_stride_must_be_a_power_of_two() -> None:

@@ -231,6 +231,12 @@ class CxrSmallCNN(Encoder):
     receptive field stays as it was while the grid doubles per converted stage (128 px, 4 stages: 8 x 8 -> 16 x 16
     with ``output_stride: 8``, for ~1.8x the tower's compute). ``atrous: false`` skips the dilation: the tokens
     then see less of the image (the demo CNN at output stride 8: 75 instead of 91 pixels), which keeps them local.
+
+    ``coord_channels`` appends two input channels, the row and column coordinate of every pixel scaled to [-1, 1]
+    (CoordConv; Liu et al., 2018). Convolutions are translation-equivariant and the tower mean-pools, so without
+    them the pooled vector barely knows *where* a finding is (only the zero padding at the borders tells); with
+    them the tokens can encode position, so "left pleural effusion" can differ from "right pleural effusion" in
+    the embedding and a phrase's location words can steer its map.
     """
 
     pools_by_mean = True  # feature_map_output
@@ -238,7 +244,8 @@ class CxrSmallCNN(Encoder):
     def __init__(self, cfg: SmallCnnConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        c_in, self.stride, dilation = 1, 1, 1
+        self.coord_channels = cfg.coord_channels
+        c_in, self.stride, dilation = 3 if cfg.coord_channels else 1, 1, 1
         output_stride = cfg.output_stride or 2 ** len(cfg.channels)
         for c in cfg.channels:
             first_dilation = dilation
@@ -258,8 +265,19 @@ class CxrSmallCNN(Encoder):
 
     def forward(self, x: Tensor) -> EncoderOutput:
         size = check_image(x)
-        fmap = self.features(self.standardize(x))  # grid = ceil(size / stride)
+        x = self.standardize(x)  # [B, 1, H, W]
+        if self.coord_channels:
+            x = torch.cat([x, pixel_coordinates(x)], dim=1)  # [B, 3, H, W]
+        fmap = self.features(x)  # grid = ceil(size / stride)
         return feature_map_output(fmap, size, self.stride)
+
+
+def pixel_coordinates(x: Tensor) -> Tensor:
+    """``[B, 2, H, W]``: each pixel's row and column, pixel centres spread linearly from -1 (top / left) to 1."""
+    b, _, h, w = x.shape
+    rows = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)[:, None].expand(h, w)
+    cols = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)[None, :].expand(h, w)
+    return torch.stack([rows, cols])[None].expand(b, -1, -1, -1)
 
 
 @dataclasses.dataclass
@@ -333,6 +351,8 @@ class SmallCnnConfig(CxrEncoderConfig):
                                            "(8 at 128 px: 16 x 16)")
     atrous: bool = knob(True, "stages past output_stride dilate their convolutions, keeping the receptive field "
                               "(DeepLab); false: they do not, and tokens see less of the image")
+    coord_channels: bool = knob(False, "CoordConv (Liu et al., 2018): the first convolution also sees each pixel's "
+                                       "row and column in [-1, 1], so tokens can tell left from right")
 
     def __post_init__(self) -> None:
         s = self.output_stride
