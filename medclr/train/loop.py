@@ -3,7 +3,8 @@
 One optimizer step:
 
 1. ``grad_accum`` micro-batches, each its own contrastive batch: forward (``ContrastiveStep``: model + loss, under
-   bf16/fp16 autocast on CUDA), ``loss / grad_accum`` backward (DDP syncs gradients on the last one only);
+   ``run.amp`` autocast: bf16 on CUDA or CPU, fp16 on CUDA), ``loss / grad_accum`` backward (DDP syncs
+   gradients on the last one only);
 2. unscale (fp16), clip the global gradient norm (``optim.clip``);
 3. **non-finite guard**: if the loss (mean over ranks) or the gradient norm is NaN/inf, the update is skipped
    and logged; after ``run.max_nonfinite_steps`` such steps in a row the run stops with a
@@ -111,8 +112,9 @@ class Trainer:
     """Holds the model, data, optimizer and counters of one run; :meth:`run` trains to ``run.max_steps``."""
 
     def __init__(self, cfg: TrainConfig, env: dist_env.DistEnv, resume: Path | None) -> None:
-        if cfg.run.amp != "none" and env.device.type != "cuda":
-            raise MedclrConfigError(f"run.amp: {cfg.run.amp} needs a CUDA device; set run.amp=none on CPU")
+        if cfg.run.amp == "fp16" and env.device.type != "cuda":
+            raise MedclrConfigError("run.amp: fp16 needs a CUDA device; on CPU use run.amp=bf16 (fast where the CPU "
+                                    "has AVX512-BF16 or AMX) or none")
         self.cfg, self.env = cfg, env
         if not Path(cfg.data.manifest).is_file():  # fail before minutes of model building
             raise MedclrInputError(cfg.data.manifest, "data.manifest: manifest not found",
@@ -261,7 +263,7 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.cfg.run.amp == "none":
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=_AMP[self.cfg.run.amp])
+        return torch.autocast(self.env.device.type, dtype=_AMP[self.cfg.run.amp])
 
     def _step(self) -> tuple[dict[str, float], bool]:
         """One optimizer step over ``grad_accum`` micro-batches; returns (mean stats, skipped)."""

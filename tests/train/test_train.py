@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch import Tensor
 import medclr
 from medclr.config import TrainConfig
 from medclr.losses import LOSSES, MultimodalLoss
+from medclr.models.config import MedclrConfigError
 from medclr.train import MedclrTrainingError, train
 from medclr.train.checkpoint import latest_checkpoint
 from tests.train.conftest import WorldFactory
@@ -88,6 +90,18 @@ def test_two_runs_with_one_seed_end_with_identical_weights(make_config: WorldFac
     wb = load_file(str(b.run_dir / "checkpoints" / "step_000003" / "model.safetensors"))
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(make_config: WorldFactory, tmp_path: Path) -> None:
+    """run.amp=bf16 runs the CPU forward in bfloat16 (the losses move a little, as they must) and trains; fp16,
+    whose loss scaling is CUDA's, is a config error on CPU."""
+    full = _metrics(train(make_config("run.max_steps=3", f"run.out_dir={tmp_path / 'fp32'}")).run_dir)
+    half = _metrics(train(make_config("run.max_steps=3", f"run.out_dir={tmp_path / 'bf16'}", "run.amp=bf16")).run_dir)
+    for a, b in zip(full, half, strict=True):
+        assert math.isfinite(b["loss"]) and b["loss"] != a["loss"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.05)
+    with pytest.raises(MedclrConfigError, match="fp16 needs a CUDA device"):
+        train(make_config("run.max_steps=1", f"run.out_dir={tmp_path / 'fp16'}", "run.amp=fp16"))
 
 
 class _NanLoss(MultimodalLoss):
