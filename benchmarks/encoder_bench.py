@@ -6,7 +6,9 @@
 Also times MONAI ``resnet10`` with its default stride-1 first convolution against the ``cxr_cnn`` tower at the
 same image size, printed as a ratio (the issue's CPU pitfall: set strides deliberately), and the report tower's
 forward + backward on reports seen before with a frozen-prefix cache (``prefix_cache``, whatever the config says)
-against the same tower without it (``ratio.report_no_prefix_cache_over_cache``).
+against the same tower without it (``ratio.report_no_prefix_cache_over_cache``), and every tower's forward +
+backward on one batch in fp32 against bf16 autocast on the CPU (``run.amp=bf16``; ``ratio.fp32_over_bf16``, with
+``cpu_native_bf16``: emulated bf16 can be slower than fp32).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from medclr.models import MedClr, build_model, load_model_config
 from medclr.models.encoders.cxr import SmallCnnConfig
 from medclr.models.encoders.prefix_cache import FrozenPrefixCache
 from medclr.models.encoders.report import ReportEncoder
+from medclr.train.loop import cpu_has_native_bf16
 from medclr.types import ModalityInput
 
 REPORTS = [
@@ -63,6 +66,19 @@ def prefix_cache_times(model: MedClr, reports: ModalityInput, repeats: int) -> d
             "ratio.report_no_prefix_cache_over_cache": without / with_cache}
 
 
+def autocast_times(model: MedClr, batch: dict[str, ModalityInput], repeats: int) -> dict[str, float]:
+    """Forward + backward of every tower on ``batch`` in fp32 and with the forward under CPU bf16 autocast."""
+    def step(bf16: bool) -> None:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = sum((model.encode(m, x).square().sum() for m, x in batch.items()), torch.zeros(()))
+        loss.backward()
+
+    fp32, bf16 = best_of(lambda: step(False), repeats), best_of(lambda: step(True), repeats)
+    return {"all.fp32_forward_backward_s": fp32, "all.bf16_forward_backward_s": bf16,
+            "ratio.fp32_over_bf16": fp32 / bf16, "cpu_native_bf16": float(cpu_has_native_bf16())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config", nargs="?", default="configs/models/demo.yaml")
@@ -87,6 +103,8 @@ def main() -> None:
 
         results[f"{modality}.forward_backward_s"] = best_of(step, args.repeats)
     results.update(prefix_cache_times(model, inputs("report", args.batch, 0, 0), args.repeats))
+    batch = {m: inputs(m, args.batch, args.image_size, args.ecg_length) for m in model.modalities}
+    results.update(autocast_times(model, batch, args.repeats))
     from monai.networks.nets import resnet10
 
     image = torch.rand(args.batch, 1, args.image_size, args.image_size)

@@ -151,7 +151,11 @@ def bench_encoder(ctx: Context) -> Entries:
         **({"encoder.report_prefix_cache_vs_none": {
             "ratio": flat["ratio.report_no_prefix_cache_over_cache"], "batch": flat["batch"], "config": flat["config"],
             "what": "report tower forward + backward on seen reports: time without / with its frozen-prefix cache"}}
-           if "ratio.report_no_prefix_cache_over_cache" in flat else {})}
+           if "ratio.report_no_prefix_cache_over_cache" in flat else {}),
+        "encoder.bf16_autocast_vs_fp32": {
+            "ratio": flat["ratio.fp32_over_bf16"], "batch": flat["batch"], "config": flat["config"],
+            "cpu_native_bf16": bool(flat["cpu_native_bf16"]),
+            "what": "every tower's forward + backward on one batch: fp32 time / bf16-autocast time (run.amp=bf16)"}}
 
 
 def bench_train(ctx: Context) -> Entries:

@@ -119,9 +119,10 @@ class RunConfig:
                                     "auto = val/zeroshot_auroc_label_mean (mean zero-shot AUROC, every label counting "
                                     "once) when the validation rows have labels the default prompts cover, else "
                                     "val/probe_auroc_mean, else val/r1_mean")
-    amp: Literal["none", "bf16", "fp16"] = knob("none", "mixed precision of the training forward: bf16 on CUDA or "
-                                                        "CPU (~1.7x for the demo's text tower on an AVX512-BF16 "
-                                                        "CPU), fp16 (with loss scaling) on CUDA only")
+    amp: Literal["none", "bf16", "fp16", "auto"] = knob(
+        "none", "mixed precision of the training forward: bf16 on CUDA or CPU (~1.7x for the demo's text tower on an "
+                "AVX512-BF16 CPU), fp16 (with loss scaling) on CUDA only, auto = bf16 where the device computes it "
+                "natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), else none")
     compile: bool = knob(False, "torch.compile each encoder")
     max_nonfinite_steps: int = knob(5, "abort after this many consecutive steps with a non-finite loss or gradient")
     threads: int = knob(0, "torch CPU threads (0 = torch's default)")

@@ -17,8 +17,9 @@ import medclr
 from medclr.config import TrainConfig
 from medclr.losses import LOSSES, MultimodalLoss
 from medclr.models.config import MedclrConfigError
-from medclr.train import MedclrTrainingError, train
+from medclr.train import MedclrTrainingError, loop, train
 from medclr.train.checkpoint import latest_checkpoint
+from medclr.train.loop import cpu_has_native_bf16, resolve_amp
 from tests.train.conftest import WorldFactory
 
 
@@ -102,6 +103,19 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(make_config: WorldFacto
         assert b["loss"] == pytest.approx(a["loss"], rel=0.05)
     with pytest.raises(MedclrConfigError, match="fp16 needs a CUDA device"):
         train(make_config("run.max_steps=1", f"run.out_dir={tmp_path / 'fp16'}", "run.amp=fp16"))
+
+
+@pytest.mark.parametrize(("flags", "native"), [("fpu sse2 avx2 avx512f avx512_bf16", True),
+                                               ("fpu sse2 amx_tile amx_bf16", True), ("fpu sse2 avx2 avx512f", False)])
+def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         flags: str, native: bool) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bf16(cpuinfo) is native
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+    assert resolve_amp("auto", torch.device("cpu")) == ("bf16" if native else "none")
+    assert resolve_amp("bf16", torch.device("cpu")) == "bf16" and resolve_amp("none", torch.device("cpu")) == "none"
+    assert cpu_has_native_bf16(tmp_path / "missing") is False  # not Linux: no bf16 claimed
 
 
 class _NanLoss(MultimodalLoss):
