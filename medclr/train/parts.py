@@ -166,7 +166,8 @@ class ContrastiveStep(nn.Module):
 
     ``forward(batch)`` embeds the batch, fills modalities no row has with zero rows (every rank must pass the
     same modality keys to the loss's collectives), and returns the loss dict. A loss with token-level terms
-    names the modalities whose token grids it needs in ``token_modalities`` and gets them as ``tokens=``.
+    names the modalities whose token grids it needs in ``token_modalities`` and gets them as ``tokens=``. Under
+    ``run.amp`` autocast only the towers run in low precision: the loss gets float32 embeddings and runs in float32.
     """
 
     def __init__(self, model: MedClr, loss: MultimodalLoss, modalities: list[str], dedupe_reports: bool) -> None:
@@ -186,9 +187,10 @@ class ContrastiveStep(nn.Module):
         report = batch.inputs.get("report")
         if self.dedupe_reports and isinstance(report, TokenizedText):
             groups = {"report": report_groups(report)}
-        if token_modalities:
-            return self.loss(emb, scale, present=present, groups=groups, tokens=grids)
-        return self.loss(emb, scale, present=present, groups=groups)
+        extra = {"tokens": grids} if token_modalities else {}
+        with torch.autocast(scale.device.type, enabled=False):  # run.amp is for the towers; the loss stays fp32
+            # (Symile's logits and GRAM's Gram determinants of near-parallel unit vectors lose their sense in bf16)
+            return self.loss(emb, scale, present=present, groups=groups, **extra)
 
 
 def set_train_mode(model: nn.Module) -> None:

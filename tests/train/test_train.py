@@ -105,6 +105,17 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(make_config: WorldFacto
         train(make_config("run.max_steps=1", f"run.out_dir={tmp_path / 'fp16'}", "run.amp=fp16"))
 
 
+@pytest.mark.parametrize("loss", ["symile", "gram"])
+def test_higher_order_losses_run_in_fp32_under_bf16_autocast(make_config: WorldFactory, tmp_path: Path,
+                                                               loss: str) -> None:
+    """Only the towers run in bf16: Symile's shuffled logits once mixed bf16 products with fp32 positives and
+    crashed; GRAM's Gram determinants would lose their meaning."""
+    extra = ["model.logit_scale.init=16", "model.logit_scale.max=1000"] if loss == "symile" else []
+    records = _metrics(train(make_config("run.max_steps=2", f"run.out_dir={tmp_path / loss}", "run.amp=bf16",
+                                         f"loss.name={loss}", *extra)).run_dir)
+    assert all(math.isfinite(r["loss"]) for r in records)
+
+
 @pytest.mark.parametrize(("flags", "native"), [("fpu sse2 avx2 avx512f avx512_bf16", True),
                                                ("fpu sse2 amx_tile amx_bf16", True), ("fpu sse2 avx2 avx512f", False)])
 def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
