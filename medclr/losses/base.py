@@ -39,7 +39,13 @@ Masks = Mapping[str, Tensor]
 
 
 class MultimodalLoss(nn.Module):
-    """Base of the registered losses: ``forward(emb, logit_scale, present=None, groups=None) -> dict``."""
+    """Base of the registered losses: ``forward(emb, logit_scale, present=None, groups=None) -> dict``.
+
+    ``autocast_safe``: whether training may compute the loss under ``run.amp`` autocast (its matrix products in
+    bf16) or must compute it in float32 (the default).
+    """
+
+    autocast_safe: bool = False
 
     def forward(
         self, emb: Mapping[str, Tensor], logit_scale: Tensor | float, present: Masks | None = None,

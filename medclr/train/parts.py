@@ -7,6 +7,7 @@ tested alone.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ class ContrastiveStep(nn.Module):
     ``forward(batch)`` embeds the batch, fills modalities no row has with zero rows (every rank must pass the
     same modality keys to the loss's collectives), and returns the loss dict. A loss with token-level terms
     names the modalities whose token grids it needs in ``token_modalities`` and gets them as ``tokens=``. Under
-    ``run.amp`` autocast only the towers run in low precision: the loss gets float32 embeddings and runs in float32.
+    ``run.amp`` autocast the loss gets float32 embeddings and runs in float32 unless it is ``autocast_safe``.
     """
 
     def __init__(self, model: MedClr, loss: MultimodalLoss, modalities: list[str], dedupe_reports: bool) -> None:
@@ -188,8 +189,9 @@ class ContrastiveStep(nn.Module):
         if self.dedupe_reports and isinstance(report, TokenizedText):
             groups = {"report": report_groups(report)}
         extra = {"tokens": grids} if token_modalities else {}
-        with torch.autocast(scale.device.type, enabled=False):  # run.amp is for the towers; the loss stays fp32
-            # (Symile's logits and GRAM's Gram determinants of near-parallel unit vectors lose their sense in bf16)
+        # run.amp autocasts the towers; the loss only when it says it may (Symile's logits and GRAM's Gram
+        # determinants of near-parallel unit vectors lose their sense in bf16)
+        with torch.autocast(scale.device.type, enabled=False) if not self.loss.autocast_safe else nullcontext():
             return self.loss(emb, scale, present=present, groups=groups, **extra)
 
 
