@@ -179,7 +179,7 @@ def test_fsdp_refuses_a_prefix_cached_text_tower(make_config: WorldFactory) -> N
     cfg = make_config("run.strategy=fsdp", "model.towers.report.encoder.lora.layers=[1]",
                       "model.towers.report.encoder.prefix_cache=8")
     trainer = Trainer.__new__(Trainer)  # only what _use_fsdp reads
-    trainer.cfg, trainer.env = cfg, SimpleNamespace(distributed=True)  # type: ignore[assignment]
+    trainer.cfg, trainer.env, trainer.amp = cfg, SimpleNamespace(distributed=True), "none"  # type: ignore[assignment]
     trainer.model = build_model(cfg.model)
     with pytest.raises(MedclrConfigError, match="fsdp cannot run the frozen-prefix cache of \\['report'\\]"):
         trainer._use_fsdp()
