@@ -6,7 +6,8 @@
 - ECGs: 12-lead summary features (per lead: mean, standard deviation, 1st/99th percentile, peak-to-peak;
   from lead II: heart rate and the coefficient of variation of RR intervals) = 62 features,
 
-on the world's train patients, and reports the test AUROC (patient-level split, as in the manifests). With
+on the world's train patients, and reports the test AUROC (patient-level: the world's own split of its MIMIC
+split and MS-CXR files; the paired manifests hash-split patients another way, so the test rows differ). With
 ``--cnn`` it also trains the demo recipe's X-ray tower (``configs/models/demo.yaml``: a 4-stage CNN on 128 px
 letterboxed images, mean-pooled) with a linear classifier and binary cross-entropy on every X-ray finding at once
 (AdamW, one-cycle lr 1e-3, 400 steps x 32 images, seed 0): what the contrastive model's X-ray tower could reach
