@@ -147,7 +147,8 @@ def _with_chance(card: tuple[float, str] | None, chance: tuple[float, str] | Non
 
 def results_rows(metrics: dict[str, Metrics], baselines: Baselines) -> list[ResultRow]:
     """The headline metrics of each task (``HEADLINE``) with their CIs, counts and a baseline: the data card's
-    simple baseline where ``baselines`` has one, else the chance level the metrics file states."""
+    simple baseline where ``baselines`` has one (with the chance level in its note, :func:`_with_chance`), else the
+    chance level the metrics file states."""
     rows = []
     for task, values in metrics.items():
         patterns = HEADLINE.get(task, ())
