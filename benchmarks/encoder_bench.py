@@ -92,8 +92,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = build_model(load_model_config(args.config)).train()
     results: dict[str, float] = {}
-    for modality in model.modalities:
-        x = inputs(modality, args.batch, args.image_size, args.ecg_length)
+    batch = {m: inputs(m, args.batch, args.image_size, args.ecg_length) for m in model.modalities}
+    for modality, x in batch.items():
         with torch.no_grad():
             results[f"{modality}.forward_s"] = best_of(lambda m=modality, x=x: model.encode(m, x), args.repeats)
 
@@ -103,7 +103,6 @@ def main() -> None:
 
         results[f"{modality}.forward_backward_s"] = best_of(step, args.repeats)
     results.update(prefix_cache_times(model, inputs("report", args.batch, 0, 0), args.repeats))
-    batch = {m: inputs(m, args.batch, args.image_size, args.ecg_length) for m in model.modalities}
     results.update(autocast_times(model, batch, args.repeats))
     from monai.networks.nets import resnet10
 
