@@ -8,10 +8,11 @@ from typing import Any
 
 import pydicom
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from medclr.io.phi import PHI_KEYWORDS
 from tests.apps.conftest import APP
+
+AppTest = pytest.importorskip("streamlit.testing.v1", reason="needs the app extra (pip install -e '.[app]')").AppTest
 
 TIMEOUT = 120
 
