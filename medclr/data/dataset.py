@@ -1,8 +1,10 @@
 """``StudyDataset``: the rows of one split of a :class:`~medclr.data.cache.StudyCache` as :class:`Sample` dicts.
 
 ``dataset[i]`` reads row i's arrays from the memory maps (microseconds), converts them to float tensors and, for
-training, augments them (:class:`~medclr.data.transforms.Augmenter`, seeded by ``(seed, epoch, i)``). A modality
-the study lacks, or whose file was quarantined when the cache was built, is simply absent from the sample::
+training, augments them (:class:`~medclr.data.transforms.Augmenter`, seeded by ``(seed, epoch, i)``; ``dataset[i]``
+is epoch 0, ``dataset[epoch, i]`` any epoch: the key carries it, so DataLoader workers never hold a stale one).
+A modality the study lacks, or whose file was quarantined when the cache was built, is simply absent from the
+sample::
 
     {"id": "s1", "cxr": [1, S, S] float32 in [0, 1], "cxr_geometry": Geometry, "ecg": [12, T] float32 mV,
      "report": "No acute process.", "labels": [K] float32 (NaN = unknown)}
@@ -47,11 +49,6 @@ class StudyDataset(Dataset[Sample]):
         self.reports = rows["report"].to_numpy()[self.index] if "report" in self.modalities else None
         self.cxr_ok = rows["cxr_ok"].to_numpy()[self.index] & ("cxr" in self.modalities)
         self.ecg_ok = rows["ecg_ok"].to_numpy()[self.index] & ("ecg" in self.modalities)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentations of the next epoch differ (the sampler's permutation is set separately)."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)
@@ -66,9 +63,10 @@ class StudyDataset(Dataset[Sample]):
             return np.array([_has_text(r) for r in self.reports], dtype=bool)
         return np.zeros(len(self), dtype=bool)
 
-    def __getitem__(self, i: int) -> Sample:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         row = int(self.index[i])
-        rng = self.augment.generator(self.epoch, row) if self.augment is not None else None
+        rng = self.augment.generator(epoch, row) if self.augment is not None else None
         sample: Sample = {"id": str(self.ids[i]), "labels": torch.from_numpy(self.labels[i].copy())}
         if self.cxr_ok[i]:
             self._add_cxr(sample, row, rng)

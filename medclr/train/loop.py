@@ -59,6 +59,7 @@ from medclr.train.parts import (
     set_train_mode,
     supports_groups,
 )
+from medclr.train.sampler import EpochBatches
 from medclr.train.validate import validate
 from medclr.types import Batch
 
@@ -249,17 +250,18 @@ class Trainer:
         return bool(texts)
 
     def _batches(self) -> Iterator[Batch]:
-        """Training batches forever, advancing (epoch, batch_in_epoch) as each batch is consumed."""
+        """Training batches forever from one DataLoader (its workers live for the whole run), advancing
+        (epoch, batch_in_epoch) as each batch is consumed."""
         d, p = self.data, self.progress
-        while True:
-            d.sampler.set_epoch(p.epoch, p.batch_in_epoch)
-            d.train.set_epoch(p.epoch)
-            batches = loader(d.train, batch_sampler=d.sampler, collate=d.collate, workers=self.cfg.data.num_workers,
-                             seed=self.cfg.run.seed + p.epoch, pin=self.env.device.type == "cuda")
-            for batch in batches:
-                p.batch_in_epoch += 1
-                yield batch
-            p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+        per_epoch = d.sampler.batches_per_epoch
+        batches = loader(d.train, batch_sampler=EpochBatches(d.sampler, p.epoch, p.batch_in_epoch),
+                         collate=d.collate, workers=self.cfg.data.num_workers, seed=self.cfg.run.seed + p.epoch,
+                         pin=self.env.device.type == "cuda")
+        for batch in batches:
+            p.batch_in_epoch += 1
+            if p.batch_in_epoch >= per_epoch:
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+            yield batch
 
     def run(self) -> TrainResult:
         cfg, p = self.cfg.run, self.progress

@@ -27,7 +27,7 @@ from medclr.models import MedClr
 from medclr.models.config import MedclrConfigError
 from medclr.models.encoders.report import ReportEncoder
 from medclr.train.distributed import DistEnv
-from medclr.train.sampler import GlobalBatchSampler
+from medclr.train.sampler import EpochBatches, GlobalBatchSampler
 from medclr.types import Batch, EncoderOutput, TokenizedText
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def build_data(cfg: TrainConfig, env: DistEnv, model: MedClr) -> Data:
     return Data(cache, train, val, sampler, Collator(modalities, tokenizer), modalities)
 
 
-def loader(dataset: StudyDataset, *, batch_sampler: GlobalBatchSampler | None = None, batch_size: int = 1,
+def loader(dataset: StudyDataset, *, batch_sampler: EpochBatches | None = None, batch_size: int = 1,
            collate: Collator, workers: int, seed: int, pin: bool) -> DataLoader[Batch]:
     """A DataLoader whose base seed comes from its own generator (never from the global torch RNG)."""
     generator = torch.Generator().manual_seed(seed)

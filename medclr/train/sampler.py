@@ -11,6 +11,11 @@ rows ``[r * G/R, (r + 1) * G/R)`` of each global batch. Hence:
   workers or how far they had prefetched.
 
 Example: n = 10, G = 4, R = 2 -> 2 global batches per epoch; rank 0 gets rows perm[0:2] then perm[4:6].
+
+Training reads :class:`EpochBatches`: the same batches, epoch after epoch without end, each index paired with its
+epoch (``(epoch, i)``, which seeds the row's augmentation in :class:`~medclr.data.dataset.StudyDataset`). So one
+DataLoader, and one set of worker processes, serves the whole run: a DataLoader per epoch would start its
+workers again at every epoch boundary, which on a small split (one batch per epoch) is every step.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ class GlobalBatchSampler(Sampler[list[int]]):
         """Iterate epoch ``epoch`` from its batch ``start`` (0 = from the beginning)."""
         self.epoch, self.start = epoch, start
 
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // self.global_batch
+
     def __len__(self) -> int:
-        return self.n // self.global_batch - self.start
+        return self.batches_per_epoch - self.start
 
     def permutation(self) -> torch.Tensor:
         """``[n]`` the row order of the current epoch (the same on every rank)."""
@@ -50,6 +59,23 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = self.permutation()
-        for b in range(self.start, self.n // self.global_batch):
+        for b in range(self.start, self.batches_per_epoch):
             lo = b * self.global_batch + self.rank * self.local
             yield perm[lo : lo + self.local].tolist()
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """Endless: this rank's batches of ``epoch`` from its batch ``start``, then of every later epoch, each index
+    tagged with its epoch: ``[(epoch, i), ...]``. The position after ``k`` batches is plain arithmetic on
+    ``sampler.batches_per_epoch``, so the consumer tracks it without asking the sampler."""
+
+    def __init__(self, sampler: GlobalBatchSampler, epoch: int = 0, start: int = 0) -> None:
+        self.sampler, self.epoch, self.start = sampler, epoch, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, start = self.epoch, self.start
+        while True:
+            self.sampler.set_epoch(epoch, start)
+            for batch in self.sampler:
+                yield [(epoch, i) for i in batch]
+            epoch, start = epoch + 1, 0

@@ -13,7 +13,7 @@ from medclr.config import OptimConfig
 from medclr.models import LogitScale, MedClr, Tower
 from medclr.models.encoders.base import Encoder
 from medclr.train.optim import WarmupCosine, build_optimizer, param_groups
-from medclr.train.sampler import GlobalBatchSampler
+from medclr.train.sampler import EpochBatches, GlobalBatchSampler
 
 
 class _Enc(Encoder):
@@ -71,3 +71,13 @@ def test_ranks_split_the_same_global_batches_and_resume_mid_epoch() -> None:
     assert list(one) != whole
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchSampler(10, 5, seed=0, world=2)
+
+
+def test_epoch_batches_run_on_across_epochs_tagging_each_index_with_its_epoch() -> None:
+    sampler = GlobalBatchSampler(10, 4, seed=3)
+    expected = []
+    for epoch, start in ((2, 1), (3, 0), (4, 0)):
+        sampler.set_epoch(epoch, start)
+        expected += [[(epoch, i) for i in batch] for batch in sampler]
+    stream = EpochBatches(GlobalBatchSampler(10, 4, seed=3), epoch=2, start=1)
+    assert list(itertools.islice(stream, len(expected))) == expected  # 1 + 2 + 2 batches: epochs 2, 3, 4

@@ -1,7 +1,9 @@
-"""``kill -9`` a training process after its first checkpoint, ``--resume`` it, and get the uninterrupted weights."""
+"""``kill -9`` a training process after its first checkpoint, ``--resume`` it, and get the uninterrupted weights
+(with DataLoader workers, over several epochs: the workers' prefetching must not shift the data)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,22 +31,31 @@ def _cli(*args: str) -> subprocess.Popen[bytes]:
 
 
 def _wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """Until the newest checkpoint lies past the first epoch (a resume must then find the right epoch too)."""
     deadline = time.monotonic() + timeout
-    while not (run_dir / "checkpoints" / "latest").exists():
+    while _latest_epoch(run_dir) < 1:
         if proc.poll() is not None:
             out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"training ended before its first checkpoint:\n{out[-3000:]}")
+            pytest.fail(f"training ended before a checkpoint past its first epoch:\n{out[-3000:]}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail("no checkpoint within the timeout")
+            pytest.fail("no checkpoint past the first epoch within the timeout")
         time.sleep(0.01)
+
+
+def _latest_epoch(run_dir: Path) -> int:
+    try:
+        name = (run_dir / "checkpoints" / "latest").read_text().strip()
+        return int(json.loads((run_dir / "checkpoints" / name / "checkpoint.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return -1
 
 
 def test_sigkill_then_resume_reproduces_the_uninterrupted_weights(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     recipe = write_config(f"run.max_steps={STEPS}", "run.ckpt_every=2", "run.val_every=6",
-                          f"run.out_dir={run_dir}", "data.augment.cxr_prob=1.0")
+                          f"run.out_dir={run_dir}", "data.augment.cxr_prob=1.0", "data.num_workers=2")
     proc = _cli(str(recipe))
     _wait_for_checkpoint(run_dir, proc)
     os.kill(proc.pid, signal.SIGKILL)
