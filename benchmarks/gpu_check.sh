@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (< 5 minutes on one H100/H200): CUDA, the `gpu`-marked tests, bf16 training throughput / peak memory /
+# GPU check (~8 minutes on one H200): CUDA, the `gpu`-marked tests, bf16 training throughput / peak memory /
 # MFU of the GPU recipes (benchmarks/train_bench.py), whether the cached loader keeps the GPU fed
 # (benchmarks/run_all.py's train entry on CUDA + benchmarks/cache_bench.py), then a dated results block appended
 # to benchmarks/README.md.
