@@ -81,6 +81,25 @@ def test_bert_defaults_and_freezing(tiny_bert_dir: Path) -> None:
     assert len(_trainable(full)) == len(list(full.parameters()))
 
 
+def test_base_dropout_sets_every_dropout_of_the_base_model(tiny_bert_dir: Path, tiny_llama_dir: Path) -> None:
+    def dropouts(enc: torch.nn.Module) -> set[float]:
+        return {m.p for n, m in enc.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_" not in n}
+
+    lora = LoraSettings(r=2, dropout=0.05, layers=(1,))
+    kept = TextConfig(model=str(tiny_bert_dir), lora=lora).build()
+    assert dropouts(kept) == {0.1}  # the tiny BERT's own hidden and attention dropout
+    off = TextConfig(model=str(tiny_bert_dir), lora=lora, base_dropout=0.0).build().train()
+    assert dropouts(off) == {0.0}
+    assert off.model.config.attention_probs_dropout_prob == off.model.config.hidden_dropout_prob == 0.0
+    assert {m.p for n, m in off.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_" in n} == {0.05}
+    batch = off.prepare(TEXTS)
+    assert torch.equal(off(batch).pooled, off(batch).pooled)  # in train mode: no noise left
+    llama = TextConfig(model=str(tiny_llama_dir), base_dropout=0.2).build()
+    assert llama.model.config.attention_dropout == 0.2
+    with pytest.raises(MedclrConfigError, match=r"base_dropout: 1.5 is not a probability"):
+        TextConfig(model=str(tiny_bert_dir), base_dropout=1.5).build()
+
+
 def test_gradient_checkpointing_backward(tiny_llama_dir: Path) -> None:
     enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", gradient_checkpointing=True,
                      lora=LoraSettings(r=2, dropout=0.0)).build().train()

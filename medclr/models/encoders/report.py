@@ -79,6 +79,10 @@ class TextConfig(EncoderConfig):
     gradient_checkpointing: bool = knob(False, "recompute activations in backward (saves memory on long texts)")
     quantization: Literal["none", "8bit", "4bit"] = knob("none", "load the frozen base in 8/4 bit (CUDA only)")
     dtype: Literal["float32", "bfloat16", "float16"] = knob("float32", "weight dtype of the base model")
+    base_dropout: float | None = knob(
+        None, "dropout of the base model: every dropout probability in its config (*dropout*, *pdrop*) set to this; "
+        "None keeps the model's own (MiniLM: 0.1). 0 with LoRA on the top blocks only: no noise in the frozen "
+        "blocks, and attention on the CPU takes its fused kernel (attention dropout forces the unfused one)")
     padding_side: Literal["tokenizer", "left", "right"] = knob("tokenizer", "pad side; 'tokenizer' keeps its own")
     append_eos: bool = knob(False, "append the EOS token to each text (common with last_token pooling)")
     cache_dir: str | None = knob(None, "where offline models are converted; default $MEDCLR_CACHE or ~/.cache/medclr")
@@ -186,6 +190,8 @@ def _load_model(source: str, cfg: TextConfig, common: dict[str, Any]) -> nn.Modu
     from transformers import AutoModel
 
     extra: dict[str, Any] = {"dtype": _DTYPES[cfg.dtype]}
+    if cfg.base_dropout is not None:
+        extra["config"] = _with_dropout(source, common, cfg.base_dropout)
     if cfg.quantization != "none":
         extra.update(_quantization(cfg))
     model: nn.Module = AutoModel.from_pretrained(source, **common, **extra)
@@ -194,6 +200,20 @@ def _load_model(source: str, cfg: TextConfig, common: dict[str, Any]) -> nn.Modu
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     return model
+
+
+def _with_dropout(source: str, common: dict[str, Any], p: float) -> Any:
+    """The model's config with every dropout probability (BERT's ``hidden_dropout_prob`` and
+    ``attention_probs_dropout_prob``, Llama's ``attention_dropout``, GPT-2's ``*_pdrop``...) set to ``p``."""
+    from transformers import AutoConfig
+
+    if not 0.0 <= p < 1.0:
+        raise MedclrConfigError(f"base_dropout: {p} is not a probability in [0, 1)")
+    config = AutoConfig.from_pretrained(source, **common)
+    for name, value in config.to_dict().items():
+        if isinstance(value, float) and ("dropout" in name or "pdrop" in name):
+            setattr(config, name, p)
+    return config
 
 
 def _quantization(cfg: TextConfig) -> dict[str, Any]:
