@@ -263,7 +263,7 @@ def _world(paths: DemoPaths, options: DemoOptions, stages: _Stages) -> None:
                                  progress=options.progress)
         return Outcome(detail=f"{summary.n_patients} patients, {summary.n_cxr} X-rays, {summary.n_ecg} ECGs")
 
-    estimate = " (~2 min on 2 cores)" if options.preset == "demo" and found is None else ""
+    estimate = " (2-4 min on 2 cores)" if options.preset == "demo" and found is None else ""
     stages.run("world", f"the {options.preset} synthetic world in {paths.world}{estimate}", build, found)
 
 
@@ -339,9 +339,10 @@ def _train(paths: DemoPaths, options: DemoOptions, stages: _Stages) -> None:
     import torch
 
     on_cpu = cfg.run.device == "cpu" or (cfg.run.device == "auto" and not torch.cuda.is_available())
-    minutes = cfg.run.max_steps / 60  # a demo step: ~1.2 s with bf16 on 2 cores, ~1.6 s in fp32
-    estimate = (f" (~{1.2 * minutes:.0f} min on 2 cores with bf16, ~{1.6 * minutes:.0f} min without)"
-                if options.preset == "demo" and done is None and on_cpu else "")
+    minutes = cfg.run.max_steps / 60  # a demo step on 2 cores: ~1.2 s in bf16, ~1.6 s (AVX-512) - 4.2 s (AVX2) in fp32
+    estimate = (f" (~{1.2 * minutes:.0f} min on 2 cores with bf16; in float32 ~{1.6 * minutes:.0f} min with AVX-512, "
+                f"~{4.2 * minutes:.0f} min with AVX2 only)" if options.preset == "demo" and done is None and on_cpu
+                else "")
     stages.run("train", f"{recipe.relative_to(REPO_ROOT)}, {cfg.run.max_steps} steps -> {paths.run}{estimate}", build,
                found)
 
