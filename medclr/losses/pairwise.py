@@ -16,7 +16,10 @@ Options:
 
 * ``groups`` / ``positives``: identical items (repeated report texts) are positives, not negatives, of each other
   (multi-positive soft targets; see :mod:`medclr.losses.base`). ``positives`` is a symmetric ``[B, B]`` bool mask
-  "rows i and j are interchangeable" for every pair; under a process group pass ``groups`` instead.
+  "rows i and j are interchangeable" for every pair; under a process group pass ``groups`` instead. For exact
+  duplicates this leaves the InfoNCE mean and its gradient unchanged (the duplicate's logit in a denominator equals
+  the positive's, and the uniform soft target gives back what it takes); it changes DCL (below), whose denominator
+  drops every positive, and any rows marked interchangeable that are not bit-identical.
 * ``decoupled=True``: DCL (Yeh et al., "Decoupled Contrastive Learning", ECCV 2022), the positive removed from
   the softmax denominator.
 * ``align_weight`` / ``uniform_weight``: alignment and uniformity terms (Wang & Isola, ICML 2020) added to the
