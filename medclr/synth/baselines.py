@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,7 @@ from medclr.data.transforms import resize_pad
 from medclr.eval.grounding_maps import TokenLayout, cxr_grid_to_original
 from medclr.eval.grounding_metrics import pointing_game
 from medclr.io import read_cxr, read_ecg
+from medclr.synth.cxr import Box, grounding_phrases
 from medclr.synth.render import subject_split
 from medclr.types import Geometry
 
@@ -136,27 +138,32 @@ def cnn_auroc(model: SupervisedCnn, images: np.ndarray, labels: pd.DataFrame, tr
     return out
 
 
+def _box(cell: dict[str, Any]) -> Box:
+    """A ``truth.csv`` box ``{"label", "location", "box": [x, y, w, h]}`` as a :class:`Box`."""
+    x, y, w, h = (float(v) for v in cell["box"])
+    return Box(cell["label"], x, y, w, h, cell["location"])
+
+
 def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequence[Geometry],
                       boxes: Sequence[str], train: np.ndarray) -> pd.DataFrame:
     """The pointing game of the supervised CNN's class activation maps on the X-rays outside ``train``: one record
-    per phrase of the world's MS-CXR file (a finding's ``(label, location)``, its boxes; ``boxes`` = the
-    ``truth.csv`` cells), scored exactly as ``medclr eval --task grounding`` scores a phrase map (the map laid
-    back onto the original pixels through the geometry; hit = its maximum inside a box). The map is the label's,
-    not the phrase's: a CAM cannot tell the left base from the right, so a phrase naming one side of a bilateral
-    finding can be missed where the contrastive model, which reads the location, need not miss it.
+    per phrase of the world's MS-CXR file (:func:`medclr.synth.cxr.grounding_phrases` of the ``truth.csv`` cells
+    ``boxes``), scored exactly as ``medclr eval --task grounding`` scores a phrase map (the map laid back onto the
+    original pixels through the geometry; hit = its maximum inside one of the phrase's boxes). The map is the
+    label's, not the phrase's: a CAM cannot tell the left base from the right, so a phrase naming one side can be
+    missed where the contrastive model, which reads the location, need not miss it.
     Rows: label, then ``all``; columns ``pointing_game``, ``n_phrases``."""
     records: list[tuple[str, float]] = []
     for i in np.flatnonzero(~train).tolist():
-        phrases: dict[tuple[str, str], list[list[float]]] = {}
-        for b in json.loads(boxes[i]):
-            phrases.setdefault((b["label"], b["location"]), []).append(b["box"])
+        phrases = grounding_phrases([_box(b) for b in json.loads(boxes[i])])
         if not phrases:
             continue
         maps, layout = model.cam(images[i])
-        for (label, _), found in phrases.items():
+        for _, found in phrases:
+            label = found[0].label
             if f"cxr/{label}" in model.columns:
                 sim = cxr_grid_to_original(maps[model.columns.index(f"cxr/{label}")], layout, geometries[i])
-                records.append((label, pointing_game(sim, found)))
+                records.append((label, pointing_game(sim, [[b.x, b.y, b.w, b.h] for b in found])))
     table = pd.DataFrame(records, columns=["label", "pointing_game"])
     per_label = table.groupby("label")["pointing_game"].agg(["mean", "size"])
     per_label.loc["all"] = [table["pointing_game"].mean(), len(table)]

@@ -64,7 +64,7 @@ def _report(study: Study, rng: np.random.Generator, spec: Preset) -> tuple[str, 
 
 def _render_cxr(root: Path, study: Study, ids: dict[str, Any], when: datetime, rng: np.random.Generator,
                 spec: Preset, truth: dict[str, Any]) -> Rows:
-    from medclr.synth.cxr import render_cxr, to_stored
+    from medclr.synth.cxr import grounding_phrases, render_cxr, to_stored
 
     state = study.state
     image, boxes = render_cxr(state.cxr, state.acquisition, rng)  # [H, W] in [0, 1], boxes in pixels
@@ -99,17 +99,12 @@ def _render_cxr(root: Path, study: Study, ids: dict[str, Any], when: datetime, r
             "split": {"val": "validate"}.get(split, split)}),
         ("mimic-cxr/mimic-cxr-2.0.0-chexpert.csv.gz", layouts.mimic_chexpert_row(subject, cxr_study, facts)),
     ]
-    for box in boxes:
-        rows.append(("ms-cxr/MS_CXR_Local_Alignment_v1.1.0.csv", {
-            "dicom_id": dicom_id, "category_name": box.label, "label_text": _phrase(box.label, box.location),
-            "path": relative, "x": round(box.x), "y": round(box.y),
-            "w": round(box.w), "h": round(box.h), "image_width": width, "image_height": height, "split": split}))
+    for phrase, found in grounding_phrases(boxes):
+        rows += [("ms-cxr/MS_CXR_Local_Alignment_v1.1.0.csv", {
+            "dicom_id": dicom_id, "category_name": box.label, "label_text": phrase, "path": relative,
+            "x": round(box.x), "y": round(box.y), "w": round(box.w), "h": round(box.h), "image_width": width,
+            "image_height": height, "split": split}) for box in found]
     return rows
-
-
-def _phrase(label: str, location: str) -> str:
-    """MS-CXR-style phrase: ``("Pleural Effusion", "left base")`` -> ``"pleural effusion at the left base"``."""
-    return f"{label.lower()} at the {location}" if location else label.lower()
 
 
 def _chexpert(root: Path, study: Study, ids: dict[str, Any], image: np.ndarray, facts: dict[str, float],

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from medclr.synth.cxr import Box, CxrRender, render_cxr, render_cxr_detailed, to_stored
+from medclr.synth.cxr import Box, CxrRender, grounding_phrases, render_cxr, render_cxr_detailed, to_stored
 from medclr.synth.state import CXR_FINDINGS, CxrAcquisition, CxrFindings, Side
 
 SIZE = 320
@@ -186,6 +186,21 @@ def test_effusion_height_grows_with_severity() -> None:
     heights = [_only(_render(CxrFindings(effusion_sides=("left",), effusion_severity=s)).boxes,
                      "Pleural Effusion")[0].h for s in ("mild", "moderate", "severe")]
     assert heights[0] < heights[1] < heights[2]
+
+
+def test_grounding_phrases_join_the_two_sides_of_a_bilateral_finding() -> None:
+    out = _render(ALL)
+    phrases = dict(grounding_phrases(out.boxes))
+    assert sorted(phrases) == sorted([
+        "cardiomegaly at the cardiac silhouette", "pleural effusion at both bases", "pneumothorax at the left apex",
+        "pneumonia at the right upper lobe", "edema at both perihilar regions", "atelectasis at the left base",
+        "lung opacity at the lingula", "endotracheal tube at the trachea",
+        "central venous catheter at the superior vena cava", "pacemaker at the left chest wall"])
+    assert [b.location for b in phrases["pleural effusion at both bases"]] == ["right base", "left base"]
+    assert sum(len(found) for found in phrases.values()) == len(out.boxes)  # every box in exactly one phrase
+    one_side = _render(CxrFindings(effusion_sides=("left",), atelectasis_sides=("right",)))
+    assert [p for p, _ in grounding_phrases(one_side.boxes)] == [
+        "pleural effusion at the left base", "atelectasis at the right base"]
 
 
 def test_support_device_locations() -> None:

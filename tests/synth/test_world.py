@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from medclr.data import PrepareOptions, prepare, read_manifest
 from medclr.errors import MedclrInputError
+from medclr.synth.cxr import Box, grounding_phrases
 from medclr.synth.latent import heart_failure_statement
 from medclr.synth.state import CxrFindings, EcgFindings
 from medclr.synth.world import PRESETS, generate_world, plan_patient
@@ -73,6 +75,14 @@ def test_real_adapters_read_the_world_unchanged(
     if source == "ms-cxr":  # every box of the world is a grounding annotation, in the image's pixels
         frame = read_manifest(report.manifest_path).frame
         assert frame["grounding"].notna().all()
+        truth, bilateral = pd.read_csv(world / "truth.csv").set_index("dicom_id"), 0
+        for dicom_id, cell in zip(frame["study_id"], frame["grounding"], strict=True):
+            boxes = [Box(b["label"], *b["box"], location=b["location"])
+                     for b in json.loads(truth.at[dicom_id, "boxes"])]
+            expected = {phrase: len(found) for phrase, found in grounding_phrases(boxes)}
+            assert {e["phrase"]: len(e["boxes"]) for e in json.loads(cell)} == expected
+            bilateral += sum(n == 2 for n in expected.values())
+        assert bilateral > 0  # the world has a finding on both sides: one phrase, two boxes
 
 
 def test_paired_world_has_all_three_modalities_and_joint_labels(world: Path, tmp_path: Path) -> None:
