@@ -123,7 +123,7 @@ class EncoderOutput:
 
     pooled: Tensor  # [B, F]
     tokens: Tensor | None = None  # [B, N, F], N = prod(grid)
-    token_mask: Tensor | None = None  # [B, N] bool, True = a real token (text padding is False)
+    token_mask: Tensor | None = None  # [B, N] bool: tokens token-level losses read (not padding; text: word_tokens)
     grid: tuple[int, ...] | None = None  # e.g. (h, w) for X-ray, (leads, time_patches) for ECG, (L,) for text
     grid_axes: tuple[str, ...] = ()  # names of the grid axes, e.g. ("row", "col"), ("lead", "time"), ("token",)
     token_stride: tuple[int, ...] | None = None  # input units per grid cell along each axis, e.g. (16, 16)

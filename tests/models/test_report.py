@@ -100,6 +100,21 @@ def test_base_dropout_sets_every_dropout_of_the_base_model(tiny_bert_dir: Path, 
         TextConfig(model=str(tiny_bert_dir), base_dropout=1.5).build()
 
 
+def test_word_tokens_leave_special_tokens_and_punctuation_out_of_the_local_term(tiny_bert_dir: Path) -> None:
+    texts = ["Small left pleural effusion.", "..."]
+    every = TextConfig(model=str(tiny_bert_dir)).build()
+    words = TextConfig(model=str(tiny_bert_dir), word_tokens="words").build()
+    batch = words.prepare(texts)
+    pieces = [words.tokenizer.convert_ids_to_tokens(row) for row in batch.input_ids.tolist()]
+    kept = words(batch).token_mask
+    assert torch.equal(every(batch).token_mask, batch.attention_mask.bool())
+    assert [p for p, k in zip(pieces[0], kept[0].tolist(), strict=True) if k] == [
+        p for p in pieces[0] if p not in ("[CLS]", "[SEP]", "[PAD]", ".")]
+    assert kept[0].sum() >= 4 and not kept[0, 0]  # the words, not [CLS]
+    assert torch.equal(kept[1], batch.attention_mask[1].bool())  # no word at all: every real token stays
+    assert torch.equal(words(batch).pooled, every(batch).pooled)  # pooling still reads every real token
+
+
 def test_gradient_checkpointing_backward(tiny_llama_dir: Path) -> None:
     enc = TextConfig(model=str(tiny_llama_dir), pooling="last_token", gradient_checkpointing=True,
                      lora=LoraSettings(r=2, dropout=0.0)).build().train()

@@ -83,6 +83,10 @@ class TextConfig(EncoderConfig):
         None, "dropout of the base model: every dropout probability in its config (*dropout*, *pdrop*) set to this; "
         "None keeps the model's own (MiniLM: 0.1). 0 with LoRA on the top blocks only: no noise in the frozen "
         "blocks, and attention on the CPU takes its fused kernel (attention dropout forces the unfused one)")
+    word_tokens: Literal["all", "words"] = knob(
+        "all", "which tokens the local word-region term (loss.kwargs.local_weight) treats as words: all = every "
+        "real token, special tokens and punctuation included; words = those holding a letter or digit that are not "
+        "special tokens ([CLS], [SEP], EOS), as GLoRIA feeds its local loss (Huang et al., 2021)")
     padding_side: Literal["tokenizer", "left", "right"] = knob("tokenizer", "pad side; 'tokenizer' keeps its own")
     append_eos: bool = knob(False, "append the EOS token to each text (common with last_token pooling)")
     cache_dir: str | None = knob(None, "where offline models are converted; default $MEDCLR_CACHE or ~/.cache/medclr")
@@ -129,6 +133,7 @@ class ReportEncoder(Encoder):
                 f"or offline:<name> with one of: {', '.join(OFFLINE_MODELS.names())}"
             ) from None
         self._fix_tokenizer()
+        self._word_like = _word_like(self.tokenizer) if cfg.word_tokens == "words" else None  # [vocab] bool
         self.model_type = str(model.config.model_type)
         self.out_dim = int(model.config.hidden_size)
         if cfg.gradient_checkpointing:  # transformers >= 5.x renamed it; older versions have only the first name
@@ -179,11 +184,28 @@ class ReportEncoder(Encoder):
         if self._takes_position_ids and bool((mask[:, 0] == 0).any()):  # left padding: count from the first token
             kwargs["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
         hidden = (self.prefix_cache.forward(self._run, kwargs) if self.prefix_cache else self._run(kwargs)).float()
-        return EncoderOutput(pooled=self.pool(hidden, mask), tokens=hidden, token_mask=mask.bool(),
+        return EncoderOutput(pooled=self.pool(hidden, mask), tokens=hidden, token_mask=self._words(x),
                              grid=(hidden.shape[1],), grid_axes=("token",))  # hidden [B, L, D]
+
+    def _words(self, x: TokenizedText) -> Tensor:
+        """``[B, L]`` bool: the tokens the local term reads as words (``word_tokens``); a text with no word-like
+        token keeps all its real tokens (the local term needs at least one)."""
+        real = x.attention_mask.bool()
+        if self._word_like is None:
+            return real
+        words = real & self._word_like.to(x.input_ids.device)[x.input_ids]
+        return torch.where(words.any(dim=1, keepdim=True), words, real)
 
     def _run(self, kwargs: dict[str, Tensor]) -> Tensor:
         return self.model(**kwargs).last_hidden_state
+
+
+def _word_like(tokenizer: Any) -> Tensor:
+    """``[vocab]`` bool: True for the tokens holding a letter or digit that are not special tokens (``"effusion"``,
+    ``"##al"``, ``"Ġleft"``; not ``"[CLS]"``, ``"."``, ``","``)."""
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i not in special and any(c.isalnum() for c in str(p)) for i, p in enumerate(pieces)])
 
 
 def _load_model(source: str, cfg: TextConfig, common: dict[str, Any]) -> nn.Module:
