@@ -38,7 +38,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "zeroshot-cxr": (r"auroc/[^/]+", "auroc_macro", "chexpert5x200/top1"),
     "zeroshot-ecg": (r"auroc/[^/]+", "auroc_macro"),
     "zeroshot-joint": (r"auroc/[^/]+",),
-    "retrieval": (rf"recall@(1|10)/{_PAIRS_WITH_REPORTS}", r"recall@10/(cxr->ecg|ecg->cxr|\w+\+\w+->\w+)"),
+    "retrieval": (rf"recall@(1|10)/{_PAIRS_WITH_REPORTS}", r"recall@10/(report->cxr|cxr->report)_local",
+                  r"recall@10/(cxr->ecg|ecg->cxr|\w+\+\w+->\w+)"),
     "grounding": ("cnr", "miou", "pointing_game", "ecg/cnr", "ecg/pointing_game_lead", "ecg/pointing_game_segment",
                   "ecg/lead_auroc"),
 }

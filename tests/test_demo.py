@@ -35,7 +35,9 @@ def _metrics(task: str) -> dict[str, Any]:
                       "recall@10/report->cxr_label_ceiling": 0.48, "recall@10/ecg+report->cxr_label_ceiling": 0.48,
                       "recall@10/report->cxr_ci_low": 0.35, "recall@10/report->cxr_ci_high": 0.45,
                       "n/report->cxr": 200, "mrr/report->cxr": 0.2, "recall@10/cxr+ecg->report": 0.5,
-                      "n/cxr+ecg->report": 200, "retrieval_protocol": "chance recall@K = K/n"},
+                      "n/cxr+ecg->report": 200, "retrieval_protocol": "chance recall@K = K/n",
+                      "recall@10/report->cxr_local": 0.45, "n/report->cxr_local": 200,
+                      "recall@10/report->cxr_local_label_ceiling": 0.48, "recall@1/report->cxr_local": 0.1},
         "grounding": {"cnr": 0.5, "miou/biovil": 0.1, "pointing_game": 0.4, "pointing_game_chance": 0.2,
                       "pointing_game_reachable": 0.85,
                       "cnr/Edema": 0.4, "n_phrases": 12, "ecg/pointing_game_lead": 0.5, "ecg/n": 8,
@@ -241,6 +243,9 @@ def test_results_table_rows_baselines_and_chance() -> None:
     assert by_key[("zeroshot-cxr", "auroc/Cardiomegaly")].ci == (0.85, 0.95)
     assert by_key[("retrieval", "recall@10/report->cxr")].baseline == pytest.approx(10 / 200)
     assert by_key[("retrieval", "recall@10/report->cxr")].baseline_note == "chance K/n; label ceiling 0.480"
+    local = by_key[("retrieval", "recall@10/report->cxr_local")]  # GLoRIA's local score: a row, with its notes
+    assert local.value == 0.45 and local.baseline_note == "chance K/n; label ceiling 0.480"
+    assert ("retrieval", "recall@1/report->cxr_local") not in by_key
     assert by_key[("retrieval", "recall@10/cxr+ecg->report")].n == "200"
     assert by_key[("grounding", "pointing_game")].baseline == pytest.approx(0.346)  # the card's CAM, then chance
     assert by_key[("grounding", "pointing_game")].baseline_note == ("supervised CNN's CAM, other X-rays; chance 0.200; "

@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from medclr.atomic import atomic_path
@@ -97,16 +99,10 @@ def embed_manifest(model: MedClr, run_dir: str | Path, manifest: str | Path, *, 
                    max_rows: int | None = None, progress: bool = True) -> Embeddings:
     """Embed the rows of ``splits`` (all rows when None) of ``manifest`` with ``model`` (see the module docstring)."""
     run = Path(run_dir)
-    mods = [m for m in (modalities or model.modalities) if m in model.modalities]
     m = read_manifest(manifest)
-    mods = [x for x in mods if x in m.modalities] or mods
-    cache = build_cache(manifest, run_cache_settings(run, mods), cache_dir, progress=progress)
-    dataset = StudyDataset(cache, list(splits) if splits else None, mods, max_rows=max_rows)
-    tokenizer = None
-    if "report" in mods and isinstance(model.tower("report").encoder, ReportEncoder):
-        tokenizer = ReportTokenizer.from_encoder(model.tower("report").encoder)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         collate_fn=Collator(mods, tokenizer))
+    mods = _modalities(model, manifest, modalities)
+    dataset, loader = _study_loader(model, run, manifest, splits, mods, mods, batch_size, cache_dir, max_rows,
+                                    progress)
     model.eval()
     batches = tqdm(loader, desc="embed", unit="batch", disable=not progress)
     vectors, present, _ = embed_batches(model, batches, next(model.parameters()).device, mods)
@@ -119,6 +115,71 @@ def embed_manifest(model: MedClr, run_dir: str | Path, manifest: str | Path, *, 
     loss = load_config(run / "config.yaml").loss.name
     return Embeddings(vectors, present, dataset.labels.copy(), dataset.label_names, rows, loss,
                       model.logit_scale.item(), meta)
+
+
+def _modalities(model: MedClr, manifest: str | Path, wanted: Sequence[str] | None = None) -> list[str]:
+    """The model's modalities (or those of ``wanted`` it has) that the manifest has (all of them if none)."""
+    mods = [x for x in (wanted or model.modalities) if x in model.modalities]
+    return [x for x in mods if x in read_manifest(manifest).modalities] or mods
+
+
+def _study_loader(model: MedClr, run: Path, manifest: str | Path, splits: Sequence[str] | None, mods: list[str],
+                  cache_mods: list[str], batch_size: int, cache_dir: str | Path | None, max_rows: int | None,
+                  progress: bool) -> tuple[StudyDataset, torch.utils.data.DataLoader]:
+    """The rows of ``splits`` (all when None) preprocessed as the run was trained, batched in manifest order;
+    ``cache_mods``: the modalities of the cache to use (its key; the one :func:`embed_manifest` built)."""
+    cache = build_cache(manifest, run_cache_settings(run, cache_mods), cache_dir, progress=progress)
+    dataset = StudyDataset(cache, list(splits) if splits else None, mods, max_rows=max_rows)
+    tokenizer = None
+    if "report" in mods and isinstance(model.tower("report").encoder, ReportEncoder):
+        tokenizer = ReportTokenizer.from_encoder(model.tower("report").encoder)
+    return dataset, torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                                collate_fn=Collator(mods, tokenizer))
+
+
+@dataclass
+class TokenGrids:
+    """Unit projected token grids of n manifest rows per modality, as the run's token-level loss sees them."""
+
+    tokens: dict[str, Tensor]  # {m: [n, N, D] float32 unit vectors; zero rows where the study lacks m}
+    mask: dict[str, Tensor]  # {m: [n, N] bool: real tokens (a report's padding and, with word_tokens=words,
+    #                            its non-words are False); all False where the study lacks m}
+    study_ids: list[str]  # [n] the rows' study ids, in manifest order
+
+
+@torch.no_grad()
+def embed_token_grids(model: MedClr, run_dir: str | Path, manifest: str | Path, modalities: Sequence[str], *,
+                      splits: Sequence[str] | None = None, batch_size: int = 64, cache_dir: str | Path | None = None,
+                      max_rows: int | None = None, progress: bool = True) -> TokenGrids:
+    """The token grids (:meth:`MedClr.encode_batch` with ``token_modalities``) of the same rows, in the same order,
+    as :func:`embed_manifest` with the same ``splits`` and ``max_rows``. Memory: n x N x D floats per modality
+    (the demo's X-ray grid: 256 x 128 floats = 128 KiB per study). Reports are padded to the longest one."""
+    mods = list(modalities)
+    dataset, loader = _study_loader(model, Path(run_dir), manifest, splits, mods, _modalities(model, manifest),
+                                    batch_size, cache_dir, max_rows, progress)
+    model.eval()
+    device = next(model.parameters()).device
+    parts: dict[str, list[tuple[Tensor, Tensor] | int]] = {m: [] for m in mods}  # int: a batch without m
+    for batch in tqdm(loader, desc="token grids", unit="batch", disable=not progress):
+        _, grids = model.encode_batch(batch.to(device), token_modalities=mods)
+        for m in mods:
+            out = grids.get(m)
+            if out is None or out.tokens is None or out.token_mask is None:
+                parts[m].append(batch.size)
+            else:
+                parts[m].append((out.tokens.float().cpu(), out.token_mask.bool().cpu()))
+    tokens, mask = {}, {}
+    for m, chunks in parts.items():
+        real = [c for c in chunks if not isinstance(c, int)]
+        if not real:
+            raise MedclrInputError(manifest, f"no row of split(s) {list(splits or ['all'])} has {m}",
+                                   f"evaluate rows that have {m}")
+        width, dim = max(t.shape[1] for t, _ in real), real[0][0].shape[2]
+        filled = [(torch.zeros(c, width, dim), torch.zeros(c, width, dtype=torch.bool)) if isinstance(c, int) else c
+                  for c in chunks]
+        tokens[m] = torch.cat([F.pad(t, (0, 0, 0, width - t.shape[1])) for t, _ in filled])  # [n, N, D]
+        mask[m] = torch.cat([F.pad(k, (0, width - k.shape[1])) for _, k in filled])  # [n, N]
+    return TokenGrids(tokens, mask, [str(s) for s in dataset.ids])
 
 
 def save_embeddings(emb: Embeddings, path: str | Path) -> Path:

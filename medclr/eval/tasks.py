@@ -36,8 +36,9 @@ import pandas as pd
 from medclr.atomic import atomic_path
 from medclr.data.manifest import read_manifest
 from medclr.errors import MedclrError, MedclrInputError
-from medclr.eval.embeddings import Embeddings
+from medclr.eval.embeddings import Embeddings, TokenGrids
 from medclr.eval.prompts import PromptSet, Query, default_prompts, load_prompts
+from medclr.losses.local import LocalAlignment
 from medclr.models import MedClr
 from medclr.registry import Registry
 
@@ -90,6 +91,7 @@ class EvalSession:
         self.embed_all_rows = embed_all_rows
         self._model = model
         self._embeddings: dict[EmbeddingKey, Embeddings] = {}
+        self._grids: dict[tuple[EmbeddingKey, tuple[str, ...]], TokenGrids] = {}
 
     @classmethod
     def for_request(cls, request: EvalRequest, model: MedClr | None = None) -> EvalSession:
@@ -136,6 +138,18 @@ class EvalSession:
             progress=progress)
         return self._embeddings[key]
 
+    def token_grids(self, manifest: Path, splits: list[str], modalities: list[str], *, max_rows: int | None = None,
+                    batch_size: int = 64, progress: bool = True) -> TokenGrids:
+        """The unit token grids of ``modalities`` on the rows :meth:`embeddings` gives for the same ``splits`` and
+        ``max_rows`` (:func:`~medclr.eval.embeddings.embed_token_grids`), computed on first request only."""
+        key = ((Path(manifest), tuple(splits), max_rows), tuple(modalities))
+        if key not in self._grids:
+            from medclr.eval.embeddings import embed_token_grids
+
+            self._grids[key] = embed_token_grids(self.model, self.run_dir, manifest, modalities, splits=splits,
+                                                 batch_size=batch_size, max_rows=max_rows, progress=progress)
+        return self._grids[key]
+
 
 @dataclass
 class EvalContext:
@@ -159,6 +173,17 @@ class EvalContext:
             self.session = EvalSession.for_request(r, model=self.model)
         return self.session.embeddings(r.manifest, splits, max_rows=r.max_rows, batch_size=r.batch_size,
                                        progress=r.progress)
+
+    def token_grids(self, modalities: list[str]) -> TokenGrids:
+        """The unit token grids of ``modalities`` on the rows of :attr:`embeddings`, in the same order."""
+        r, emb = self.request, self.embeddings
+        assert self.session is not None  # set by self.embeddings
+        grids = self.session.token_grids(r.manifest, self.splits, modalities, max_rows=r.max_rows,
+                                         batch_size=r.batch_size, progress=r.progress)
+        if grids.study_ids != [str(s) for s in emb.rows["study_id"]]:
+            raise MedclrError(f"{r.manifest}: the token grids and the embeddings hold different rows; embed the "
+                              "split again (a stale session?)")
+        return grids
 
     def training_images(self) -> set[Path]:
         """Resolved X-ray paths of the run's training split (from the training manifest its config names; empty
@@ -230,6 +255,16 @@ def _objective(run_dir: Path) -> str:
     return load_config(run_dir / "config.yaml").loss.name
 
 
+def _local_alignment(run_dir: Path) -> LocalAlignment | None:
+    """The local word-region term the run trained with (``loss.kwargs.local_weight > 0``), else None."""
+    from medclr.config import load_config
+    from medclr.train.parts import build_loss
+
+    loss = build_loss(load_config(run_dir / "config.yaml"))
+    local = getattr(loss, "local", None)
+    return local if isinstance(local, LocalAlignment) and loss.token_modalities else None
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
@@ -271,8 +306,10 @@ TASKS.register("zeroshot-joint")(zero_shot_task("joint"))
 
 @TASKS.register("retrieval")
 def retrieval_task(ctx: EvalContext) -> Metrics:
-    """Every ordered modality pair and the two-to-one tasks; identical report texts count as the same item."""
-    from medclr.eval.retrieval import retrieval_metrics
+    """Every ordered modality pair and the two-to-one tasks; identical report texts count as the same item. A run
+    trained with GLoRIA's local term is also ranked by its local score (keys ``..._local``,
+    :func:`medclr.eval.retrieval.local_retrieval_metrics`)."""
+    from medclr.eval.retrieval import LOCAL_SUFFIX, local_retrieval_metrics, retrieval_metrics
 
     emb = ctx.embeddings
     groups = {}
@@ -291,6 +328,19 @@ def retrieval_task(ctx: EvalContext) -> Metrics:
             + ") and nothing else: mean over queries of min(1, K / #targets with the same labels)")
     metrics = retrieval_metrics(emb.vectors, emb.present, emb.loss, groups=groups, reps=ctx.request.reps,
                                 seed=ctx.request.seed, target_labels=truth)
+    local = _local_alignment(ctx.request.run_dir)
+    if local is not None and local.image in emb.vectors and local.text in emb.vectors:
+        grids = ctx.token_grids([local.image, local.text])
+        ctx.protocol["retrieval_local"] = (
+            f"recall@K/{local.text}->{local.image}{LOCAL_SUFFIX} (and the other direction): the run trained GLoRIA's "
+            f"local word-region term, so its pairs are also ranked by the local score Z (each word's attention-"
+            f"weighted region context against the word, soft maximum over words; tau1, tau2 = "
+            f"{local.temperatures[0]:g}, {local.temperatures[1]:g}) instead of the pooled score; same rows and "
+            "positives")
+        metrics.update(local_retrieval_metrics(
+            grids.tokens[local.image], grids.tokens[local.text], grids.mask[local.text], local,
+            rows=emb.present[local.image] & emb.present[local.text], groups=groups, reps=ctx.request.reps,
+            seed=ctx.request.seed, target_labels=truth))
     if ctx.plots_dir is not None and "report" in emb.vectors and "cxr" in emb.vectors:
         from medclr.eval.plots import retrieval_examples_png
 

@@ -13,7 +13,17 @@ from torch import Tensor
 
 from medclr.eval import retrieval
 from medclr.eval.metrics import mean_reciprocal_rank, median_rank, recall_at_k
-from medclr.eval.retrieval import PositiveGroups, label_ceiling, ranks, retrieval_metrics, tasks
+from medclr.eval.retrieval import (
+    LOCAL_SUFFIX,
+    PositiveGroups,
+    label_ceiling,
+    local_retrieval_metrics,
+    ranks,
+    ranks_from_scores,
+    retrieval_metrics,
+    tasks,
+)
+from medclr.losses.local import LocalAlignment
 from medclr.losses.scoring import score_fn
 
 LOSSES = ["convirt", "symile", "gram"]
@@ -218,3 +228,67 @@ def test_one_shared_row_and_two_modalities() -> None:
 def test_tasks_for_four_modalities() -> None:
     found = tasks(["a", "b", "c", "d"])
     assert len(found) == 12 + 4 * 3 and (("b", "c"), "a") in found and (("a", "b"), "d") in found
+
+
+# --- ranked by GLoRIA's local score ---------------------------------------------------------------------------------
+def test_ranks_from_scores_match_ranks() -> None:
+    scores = torch.randn(7, 7, generator=torch.Generator().manual_seed(3))
+    eye = torch.eye(7)
+    groups = PositiveGroups(np.arange(7) // 2, np.arange(7) // 2)
+    for positives in (None, groups):
+        for ties in ("optimistic", "pessimistic"):
+            assert ranks_from_scores(scores, positives, chunk=3, ties=ties).tolist() == \
+                ranks([scores], eye, matrix_score, positives, ties=ties).tolist()
+
+
+def test_local_scores_with_one_word_and_one_region_are_cosines() -> None:
+    """One region per image and one word per report: the context is the region, Z = cos(region, word), so the local
+    ranks are the pooled-cosine ranks of the same vectors."""
+    emb, present = world(30, seed=5)
+    rows = present["cxr"] & present["report"]
+    regions, words = torch.from_numpy(emb["cxr"])[:, None], torch.from_numpy(emb["report"])[:, None]  # [n, 1, D]
+    groups = {"report": np.arange(30) % 11}
+    local = local_retrieval_metrics(regions, words, torch.ones(30, 1, dtype=torch.bool), LocalAlignment(), rows=rows,
+                                    groups=groups, ks=(1, 5), reps=0)
+    pooled = retrieval_metrics({m: emb[m] for m in ("cxr", "report")}, present, "convirt", groups=groups, ks=(1, 5),
+                               reps=0)
+    names = ("report->cxr", "cxr->report")
+    assert set(local) == {k.replace(n, n + LOCAL_SUFFIX) for k in pooled for n in names if n in k}
+    for key, value in pooled.items():
+        name = next(n for n in names if n in key)
+        assert local[key.replace(name, name + LOCAL_SUFFIX)] == pytest.approx(value, nan_ok=True), key
+
+
+def test_local_ranks_by_hand_and_masked_words_do_not_count() -> None:
+    """Two images with two regions, two reports with two words each (the second of report 1 is padding).
+
+    Image 0 has regions e0, e1; image 1 has e2, e2. Report 0's words are e0, e1: both find themselves in image 0
+    (Z = 1) while in image 1 the context is e2 (cos 0 for both words); report 1's word e2 finds itself in image 1
+    (Z = 1) but not in image 0 (its context there is a mix of e0 and e1, cos 0). So both reports and both images
+    rank their partner first. Making report 1's padded word e0 changes nothing while the mask hides it; unmasked,
+    it finds itself in image 0 and report 1 -> image 1 ties with image 0 (optimistic rank 1, pessimistic 2)."""
+    e = torch.eye(3)
+    regions = torch.stack([torch.stack([e[0], e[1]]), torch.stack([e[2], e[2]])])  # [2, 2, 3]
+    words = torch.stack([torch.stack([e[0], e[1]]), torch.stack([e[2], e[0]])])  # [2, 2, 3]
+    sharp = LocalAlignment(temperatures=(50.0, 50.0, 10.0))  # near-hard attention and maximum over words
+    mask = torch.tensor([[True, True], [True, False]])
+    out = local_retrieval_metrics(regions, words, mask, sharp, ks=(1,), reps=0, ties="pessimistic")
+    assert out["recall@1/report->cxr_local"] == 1.0 and out["recall@1/cxr->report_local"] == 1.0
+    assert out["n/report->cxr_local"] == 2.0 and out["median_rank/cxr->report_local"] == 1.0
+    unmasked = local_retrieval_metrics(regions, words, torch.ones(2, 2, dtype=torch.bool), sharp, ks=(1,), reps=0,
+                                       ties="pessimistic")
+    assert unmasked["recall@1/report->cxr_local"] == 0.5  # report 1 now matches image 0 as well as image 1
+
+
+def test_local_retrieval_uses_only_rows_with_both_and_their_label_ceiling() -> None:
+    emb, _ = world(12, seed=2)
+    regions, words = torch.from_numpy(emb["cxr"])[:, None], torch.from_numpy(emb["report"])[:, None]
+    rows = np.arange(12) % 3 != 0  # 8 rows
+    labels = {"cxr": (np.arange(12)[:, None] % 2).astype(np.float32)}
+    out = local_retrieval_metrics(regions, words, torch.ones(12, 1, dtype=torch.bool), LocalAlignment(), rows=rows,
+                                  ks=(1,), reps=0, target_labels=labels)
+    assert out["n/report->cxr_local"] == 8.0
+    assert out["recall@1/report->cxr_local_label_ceiling"] == pytest.approx(label_ceiling(labels["cxr"][rows], 1))
+    assert "recall@1/cxr->report_local_label_ceiling" not in out  # no report labels given
+    assert local_retrieval_metrics(regions, words, torch.ones(12, 1, dtype=torch.bool), LocalAlignment(),
+                                   rows=np.zeros(12, dtype=bool)) == {}

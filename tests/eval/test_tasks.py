@@ -163,3 +163,41 @@ def test_a_session_refuses_another_run_or_checkpoint(trained_run: Path, world_ma
         evaluate(EvalRequest(trained_run, world_manifest, "retrieval", progress=False), session)
     with pytest.raises(MedclrError, match="the evaluation session holds run"):
         evaluate(EvalRequest(tmp_path, world_manifest, "retrieval", checkpoint="latest", progress=False), session)
+
+
+def test_retrieval_of_a_run_with_a_local_term_ranks_by_the_local_score_too(
+        trained_run: Path, world_manifest: Path, tmp_path: Path) -> None:
+    """The same weights, its config saying the run trained GLoRIA's local term: the retrieval task adds the
+    ``_local`` keys, equal to :func:`local_retrieval_metrics` on the session's token grids of the same rows."""
+    import shutil
+
+    import torch
+    import yaml
+
+    from medclr.eval.retrieval import local_retrieval_metrics
+    from medclr.losses.local import LocalAlignment
+
+    run = tmp_path / "local_run"
+    shutil.copytree(trained_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["loss"]["kwargs"] = {"local_weight": 1.0}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    session = EvalSession(run)
+    metrics = evaluate(EvalRequest(run, world_manifest, "retrieval", reps=0, plots=False, progress=False), session)
+    assert metrics["recall@10/report->cxr"] >= 0 and "recall@10/report->cxr_local" in metrics
+    assert "GLoRIA" in metrics["retrieval_local"]
+    assert metrics["n/report->cxr_local"] == metrics["n/report->cxr"]
+
+    emb = session.embeddings(world_manifest, ["test"])
+    grids = session.token_grids(world_manifest, ["test"], ["cxr", "report"])
+    assert grids.study_ids == list(emb.rows["study_id"])
+    cxr, report = grids.tokens["cxr"], grids.tokens["report"]  # [n, M, D], [n, L, D]
+    assert not cxr[~torch.from_numpy(emb.present["cxr"])].any()  # studies without an X-ray: zero grids
+    real = grids.mask["report"]
+    torch.testing.assert_close(report[real].norm(dim=-1), torch.ones(int(real.sum())))  # unit where real
+    groups = {"report": pd.factorize(emb.rows["report"].fillna(""))[0]}
+    expected = local_retrieval_metrics(cxr, report, real, LocalAlignment(), rows=emb.present["cxr"] &
+                                       emb.present["report"], groups=groups, reps=0)
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected, nan_ok=True)
+    plain = evaluate(EvalRequest(trained_run, world_manifest, "retrieval", reps=0, plots=False, progress=False))
+    assert not any(k.endswith("_local") for k in plain)  # a run without the local term has no local keys
