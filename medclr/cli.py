@@ -299,8 +299,8 @@ def _add_app_demo(sub: argparse._SubParsersAction) -> None:
         "configs/train/<preset>.yaml, evaluate zero-shot X-ray/ECG/joint, retrieval and grounding, embed and index, "
         "print a results table beside the data card's simple baselines, write OUT/report.md, and print the command "
         "that opens the app. Re-running reuses every stage already built (a partial training run is resumed). "
-        "The demo preset takes ~11 minutes on 2 CPU cores with AVX512-BF16 or AMX (500 steps in bf16); elsewhere "
-        "it trains in float32: ~26 minutes on AVX2-only CPUs (world included).",
+        "The demo preset takes ~17 minutes on 2 CPU cores with AVX512-BF16 or AMX (1,000 steps in bf16); elsewhere "
+        "it trains in float32: ~45 minutes on AVX2-only CPUs (world included); --steps 500 halves the training.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo_job"),
                    help="output directory (default runs/demo_job; reused when re-run)")
