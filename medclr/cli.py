@@ -166,7 +166,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "  zeroshot-joint  X-ray + ECG together against the joint labels (configs/prompts/joint.yaml)\n"
         "  retrieval       recall@K/<q>-><t>, mrr, median_rank for every modality pair and two-to-one;\n"
         "                  runs trained with GLoRIA's local term: also recall@K/report->cxr_local (local score)\n"
-        "  grounding       phrase grounding: cnr, miou, pointing_game (X-ray), ecg/* (synthetic world)\n"
+        "  grounding       phrase grounding: cnr, miou, pointing_game (maximum inside a box) and\n"
+        "                  pointing_game@15px (within 15 px: Zhang et al.'s tolerance) on X-rays;\n"
+        "                  ecg/* (synthetic world)\n"
         "  probe           logistic regression on frozen embeddings with 1/10/100% of the training labels\n"
         "  diagnostics     modality gap, alignment, uniformity, effective rank\n\n"
         "example:\n  medclr eval runs/demo --task zeroshot-cxr --manifest runs/demo_world/paired.parquet "
@@ -184,6 +186,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rows", type=int, help="evaluate at most this many rows (quick checks)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--pointing-tolerance", type=float, default=15.0, metavar="PX",
+                   help="grounding: original pixels of the tolerant pointing game, pointing_game@<PX>px (default 15, "
+                   "Zhang et al. 2016's tolerance; 0: the strict pointing_game only)")
     p.set_defaults(handler=_eval)
 
 
@@ -193,7 +198,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     request = EvalRequest(args.run_dir, args.manifest, args.task, args.out,
                           args.split.split(",") if args.split else None, args.prompts, args.checkpoint,
-                          args.bootstrap, max_rows=args.max_rows, plots=not args.no_plots, device=args.device)
+                          args.bootstrap, max_rows=args.max_rows, plots=not args.no_plots, device=args.device,
+                          pointing_tolerance=args.pointing_tolerance)
     metrics = evaluate(request)
     sys.stdout.write(f"{args.task} on {metrics['splits']} ({metrics['split_protocol']})\n{summary_table(metrics)}\n"
                      f"metrics: {args.out}\n")

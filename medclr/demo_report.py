@@ -40,8 +40,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "zeroshot-joint": (r"auroc/[^/]+",),
     "retrieval": (rf"recall@(1|10)/{_PAIRS_WITH_REPORTS}", r"recall@10/(report->cxr|cxr->report)_local",
                   r"recall@10/(cxr->ecg|ecg->cxr|\w+\+\w+->\w+)"),
-    "grounding": ("cnr", "miou", "pointing_game", "ecg/cnr", "ecg/pointing_game_lead", "ecg/pointing_game_segment",
-                  "ecg/lead_auroc"),
+    "grounding": ("cnr", "miou", "pointing_game", r"pointing_game@[\d.]+px", "ecg/cnr", "ecg/pointing_game_lead",
+                  "ecg/pointing_game_segment", "ecg/lead_auroc"),
 }
 PLOTS = {"zeroshot-cxr": "ROC curves (X-ray zero-shot)", "zeroshot-ecg": "ROC curves (ECG zero-shot)",
          "zeroshot-joint": "ROC curves (joint zero-shot)", "retrieval": "retrieval examples",

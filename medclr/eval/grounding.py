@@ -45,6 +45,7 @@ from medclr.eval.grounding_maps import (
 from medclr.eval.grounding_metrics import (
     BIOVIL_THRESHOLDS,
     MIOU_THRESHOLDS,
+    POINTING_TOLERANCE_PX,
     Boxes,
     _lead_index,
     _region,
@@ -54,6 +55,7 @@ from medclr.eval.grounding_metrics import (
     ecg_pointing_game_lead,
     ecg_pointing_game_segment,
     miou,
+    near_region,
     pointing_game,
     segments_mask,
 )
@@ -65,11 +67,12 @@ if TYPE_CHECKING:
     from medclr.eval.tasks import EvalContext
 
 __all__ = [  # this module's public names and those of grounding_maps and grounding_metrics (re-exported)
-    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MIOU_THRESHOLDS", "Boxes", "boxes_mask", "cnr", "cxr_grid_peaks",
-    "cxr_grid_to_original", "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal",
-    "ecg_lead_auroc", "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map",
-    "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding",
-    "evaluate_grounding_task", "map_kind", "miou", "overlay_png", "pointing_game", "segments_mask", "world_truth",
+    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MIOU_THRESHOLDS", "POINTING_TOLERANCE_PX", "Boxes", "boxes_mask", "cnr",
+    "cxr_grid_peaks", "cxr_grid_to_original", "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps",
+    "ecg_grid_to_signal", "ecg_lead_auroc", "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment",
+    "ecg_similarity_map", "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding",
+    "evaluate_grounding", "evaluate_grounding_task", "map_kind", "miou", "near_region", "overlay_png",
+    "pointing_game", "segments_mask", "world_truth",
 ]
 
 
@@ -124,15 +127,17 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                            splits: Sequence[str] | None = None, max_rows: int | None = None,
                            cache_dir: str | Path | None = None, batch_size: int = 16, progress: bool = False,
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
-                           seed: int = 0, exclude_images: Collection[Path] = ()) -> dict[str, float]:
+                           seed: int = 0, exclude_images: Collection[Path] = (),
+                           pointing_tolerance: float = POINTING_TOLERANCE_PX) -> dict[str, float]:
     """X-ray phrase grounding over the rows of ``manifest`` that have a ``grounding`` JSON (MS-CXR, or the synthetic
     world's ``ms-cxr/`` prepared with ``medclr prepare ms-cxr``) in ``splits`` (None: every such row; MS-CXR v1.0
     was a zero-shot benchmark as a whole). Images come from the preprocessed cache built with the run's
     ``settings`` (the training path, geometry included). Keys: ``cnr``, ``miou``, ``miou/biovil``,
     ``pointing_game``, ``pointing_game_chance`` (mean box area fraction), ``pointing_game_reachable`` (the share
     of phrases whose boxes hold a token-grid cell centre, :func:`cxr_grid_peaks`: the grid's own ceiling on the
-    pointing game), ``n_phrases``, ``n_images``,
-    ``cnr|miou|pointing_game/<label>`` and ``cnr|miou|pointing_game_ci_low|_ci_high`` (percentile bootstrap over
+    pointing game), ``pointing_game@<T>px`` and its ``_chance`` (the maximum within ``pointing_tolerance`` = T
+    original pixels of a box: Zhang et al.'s tolerant game; 0 leaves it out), ``n_phrases``, ``n_images``,
+    ``cnr|miou|pointing_game[@<T>px]/<label>`` and ``..._ci_low|_ci_high`` (percentile bootstrap over
     phrases, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``). ``plots_dir``: overlays of the first
     ``max_plots`` phrases. ``exclude_images``: resolved image paths to leave out (those a run trained on), counted
     in ``n_images_excluded``.
@@ -154,6 +159,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     cache = build_cache(path, needed, cache_dir, progress=progress)
     rows = np.flatnonzero(wanted & cache.rows["cxr_ok"].to_numpy())[:max_rows]  # cache rows = manifest rows
     dataset = StudyDataset(cache, None, ["cxr"])
+    tolerant = f"pointing_game@{pointing_tolerance:g}px" if pointing_tolerance > 0 else None
     records: list[dict[str, Any]] = []
     for start in range(0, len(rows), batch_size):
         chunk = [int(r) for r in rows[start : start + batch_size]]
@@ -175,13 +181,17 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                                 "miou": miou(sim, mask), "pointing_game_chance": float(mask.mean()),
                                 "pointing_game_reachable": float((mask & peaks).any()),
                                 "miou/biovil": miou(sim, mask, BIOVIL_THRESHOLDS, normalize=False)})
+                if tolerant:
+                    near = near_region(mask, pointing_tolerance)
+                    records[-1] |= {tolerant: pointing_game(sim, near), f"{tolerant}_chance": float(near.mean())}
                 if plots_dir is not None and len(records) <= max_plots:
                     _plot_cxr(m.resolve("cxr", str(frame["cxr_path"].iat[row])), sim, boxes, e,
                               Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png",
                               MAP_LABELS[map_kind(model, "cxr")])
+    tolerant_keys = [tolerant] if tolerant else []
     out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance",
-                             "pointing_game_reachable"],
-                   ["cnr", "miou", "pointing_game"], reps=reps, seed=seed)
+                             "pointing_game_reachable", *tolerant_keys, *(f"{k}_chance" for k in tolerant_keys)],
+                   ["cnr", "miou", "pointing_game", *tolerant_keys], reps=reps, seed=seed)
     return {**out, "n_phrases": float(len(records)), "n_images": float(len(rows)),
             "n_images_excluded": float(excluded.sum())}
 
@@ -282,14 +292,15 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
                        max_rows: int | None = None, cache_dir: str | Path | None = None, batch_size: int = 16,
                        progress: bool = False, plots_dir: str | Path | None = None, max_plots: int = 4,
                        reps: int = 1000, seed: int = 0, cxr_splits: Sequence[str] | None = None,
-                       exclude_images: Collection[Path] = ()) -> dict[str, float]:
+                       exclude_images: Collection[Path] = (),
+                       pointing_tolerance: float = POINTING_TOLERANCE_PX) -> dict[str, float]:
     """X-ray grounding on ``manifest`` (rows with ``grounding``) and/or ECG grounding on a synthetic world's
     ``truth`` (``truth.csv``), merged into one flat dict (see :func:`evaluate_cxr_grounding` and
     :func:`evaluate_ecg_grounding`). ``settings``: the run's preprocessing
     (``medclr.eval.embeddings.run_cache_settings(run_dir, ...)``); ``max_rows`` caps images and ECGs each;
     ``plots_dir``: overlays of the first ``max_plots`` X-ray phrases and ECG findings; ``reps``, ``seed``: the
     bootstrap CIs of the headline metrics (``reps=0``: NaN). ``cxr_splits`` (default ``splits``) and
-    ``exclude_images`` select the X-ray rows.
+    ``exclude_images`` select the X-ray rows; ``pointing_tolerance``: the tolerant X-ray pointing game's pixels.
     """
     if manifest is None and truth is None:
         raise MedclrInputError(None, "grounding needs an MS-CXR-style manifest and/or a synthetic world's truth.csv",
@@ -299,7 +310,7 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
         out.update(evaluate_cxr_grounding(model, manifest, settings, splits=cxr_splits or splits, max_rows=max_rows,
                                           cache_dir=cache_dir, batch_size=batch_size, progress=progress,
                                           plots_dir=plots_dir, max_plots=max_plots, reps=reps, seed=seed,
-                                          exclude_images=exclude_images))
+                                          exclude_images=exclude_images, pointing_tolerance=pointing_tolerance))
     if truth is not None:
         out.update(evaluate_ecg_grounding(model, truth, settings, splits=splits, max_rows=max_rows,
                                           batch_size=batch_size, plots_dir=plots_dir, max_plots=max_plots,
@@ -337,7 +348,9 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
                              if m in ctx.model.modalities)
         + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
         "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box "
-        "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling); "
+        "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling)"
+        + (f"; pointing_game@{r.pointing_tolerance:g}px = map maximum within {r.pointing_tolerance:g} original pixels "
+           "of a box (Zhang et al., 2016's tolerant pointing game)" if r.pointing_tolerance > 0 else "") + "; "
         "mIoU = mean IoU over thresholds "
         f"{list(MIOU_THRESHOLDS)} of the per-map min-max normalised map (miou/biovil: raw map, thresholds "
         f"{list(BIOVIL_THRESHOLDS)}); 95% CIs: percentile bootstrap over phrases (ECG: findings)"
@@ -350,7 +363,8 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
     return evaluate_grounding(ctx.model, r.manifest if has_boxes else None, settings=settings, truth=truth,
                               splits=ctx.splits, max_rows=r.max_rows, batch_size=min(r.batch_size, 32),
                               progress=r.progress, plots_dir=ctx.plots_dir, reps=r.reps, seed=r.seed,
-                              cxr_splits=cxr_splits, exclude_images=ctx.training_images())
+                              cxr_splits=cxr_splits, exclude_images=ctx.training_images(),
+                              pointing_tolerance=r.pointing_tolerance)
 
 
 # --------------------------------------------------------------------------------------------------- overlays

@@ -53,6 +53,26 @@ def test_pointing_game_by_hand() -> None:
     assert g.pointing_game(np.ones((3, 3)), [[0, 0, 1, 1]]) == 1.0  # ties: the first pixel
 
 
+def test_tolerant_pointing_game_by_hand() -> None:
+    # a 40 x 40 map peaking at row 10, col 10; box = rows 20-29, cols 25-29 (pixel centres inside)
+    sim = np.zeros((40, 40))
+    sim[10, 10] = 1.0
+    box = [[25, 20, 5, 10]]
+    # nearest box pixel (20, 25): distance sqrt(10^2 + 15^2) = 18.03
+    assert g.pointing_game(sim, box) == 0.0
+    assert g.pointing_game(sim, box, tolerance=18.0) == 0.0
+    assert g.pointing_game(sim, box, tolerance=18.1) == 1.0
+    sim[10, 10], sim[5, 27] = 0.0, 1.0  # straight above the box: 15 px from row 20
+    assert g.pointing_game(sim, box, tolerance=g.POINTING_TOLERANCE_PX) == 1.0  # "within 15" includes 15
+    assert g.pointing_game(sim, box, tolerance=14.9) == 0.0
+    near = g.near_region(g.boxes_mask(sim.shape, box), 1.0)  # the box grown by one pixel on each side, no corners
+    assert near.sum() == 5 * 10 + 2 * 5 + 2 * 10
+    assert near[19, 25] and near[20, 24] and not near[19, 24]  # corner neighbour: sqrt(2) > 1
+    edge = g.near_region(g.boxes_mask((10, 10), [[0, 0, 2, 2]]), 2.0)  # clipped at the image border
+    assert edge.sum() == 4 + 4 + 4 + 1  # 2 more rows, 2 more cols; of the corner only (2, 2) (sqrt 2; (2, 3): sqrt 5)
+    assert not g.near_region(np.zeros((4, 4), dtype=bool), 15.0).any()
+
+
 def test_miou_by_hand() -> None:
     # min-max normalised: 1 at (1,1), 0.5 at (1,2) and (2,1). tau 0.3-0.5: 3 predicted px, all in the 4-px box -> 3/4;
     # tau 0.6-0.7: 1 px -> 1/4. Mean over the five thresholds: (3 * 0.75 + 2 * 0.25) / 5 = 0.55.
@@ -257,6 +277,12 @@ def test_evaluate_grounding_on_a_tiny_world(tiny_model: MedClr, world: tuple[Pat
     assert all(f"pointing_game/{label}" in out and f"cnr/{label}" in out for label in labels)
     assert 0.0 <= out["pointing_game"] <= 1.0 and 0.0 <= out["miou"] <= 1.0 and out["ecg/n"] >= 4
     assert out["pointing_game_chance"] < out["pointing_game_reachable"] <= 1.0
+    # Zhang et al.'s 15 px tolerance: every strict hit is a tolerant hit, and chance grows with the boxes
+    assert out["pointing_game"] <= out["pointing_game@15px"] and all(f"pointing_game@15px/{x}" in out for x in labels)
+    assert out["pointing_game_chance"] < out["pointing_game@15px_chance"] < 1.0
+    strict = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, cache_dir=tmp_path, reps=0,
+                                  pointing_tolerance=0.0)
+    assert not any("@" in k for k in strict) and strict["pointing_game"] == out["pointing_game"]
     small = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, cache_dir=tmp_path, max_rows=1)
     assert small["n_images"] == 1 and not any(k.startswith("ecg/") for k in small)
 
@@ -265,8 +291,8 @@ def test_grounding_cis_bracket_the_means(tiny_model: MedClr, world: tuple[Path, 
     root, manifest = world
     out = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, truth=root / "truth.csv", cache_dir=tmp_path,
                                batch_size=8, reps=200, seed=1)
-    headline = ("cnr", "miou", "pointing_game", "ecg/pointing_game_lead", "ecg/pointing_game_segment",
-                "ecg/lead_auroc", "ecg/cnr")
+    headline = ("cnr", "miou", "pointing_game", "pointing_game@15px", "ecg/pointing_game_lead",
+                "ecg/pointing_game_segment", "ecg/lead_auroc", "ecg/cnr")
     for key in headline:  # a percentile bootstrap of a mean brackets the mean
         low, high = out[f"{key}_ci_low"], out[f"{key}_ci_high"]
         assert math.isfinite(low) and math.isfinite(high), key
@@ -319,12 +345,13 @@ def test_grounding_task_finds_the_world_truth(tiny_model: MedClr, tiny_bert_dir:
     run = tmp_path / "run"
     run.mkdir()
     save_config(load_config(tmp_path / "recipe.yaml"), run / "config.yaml")
-    request = EvalRequest(run, manifest, "grounding", progress=False)
+    request = EvalRequest(run, manifest, "grounding", progress=False, pointing_tolerance=7.5)
     ctx = EvalContext(request, tiny_model, ["train", "val", "test"], "all splits")
     out = g.evaluate_grounding_task(ctx)
     # the run's recipe trained on this manifest's train split: those images are left out and counted
     assert out["n_images"] + out["n_images_excluded"] == 4 and out["n_images_excluded"] >= 1
     assert out["ecg/n"] >= 4 and "mIoU" in ctx.protocol["grounding_protocol"]
+    assert "pointing_game@7.5px" in out and "within 7.5 original pixels" in ctx.protocol["grounding_protocol"]
 
 
 def test_reexports_are_the_split_modules_names() -> None:
