@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from medclr.demo import DemoOptions, Stage
 
 SYNTH_CARD = Path(__file__).resolve().parents[1] / "data_cards" / "synth.md"
-POINTING_ROW = "pointing game: "  # the card's CAM pointing-game rows: "pointing game: all phrases", "...: Edema"
+# the card's CAM pointing-game rows: "pointing game: all phrases", "pointing game: Edema", "pointing game@15px: ..."
+POINTING_ROW = re.compile(r"pointing game(@[\d.]+px)?: (.+)")
 Metrics = dict[str, Any]
 Baselines = dict[tuple[str, str], tuple[float, str]]  # (task, metric) -> (value, which baseline)
 
@@ -75,7 +76,8 @@ def card_baselines(card: Path = SYNTH_CARD) -> Baselines:
     column); ``ECG CD (...)`` -> ``zeroshot-ecg`` ``auroc/CD`` (ECG column); ``joint: Heart Failure`` ->
     ``zeroshot-joint`` ``auroc/Heart Failure`` (the "both" column); ``pointing game: all phrases`` / ``pointing
     game: Edema`` -> ``grounding`` ``pointing_game`` / ``pointing_game/Edema`` (the supervised CNN's CAM, third
-    column). Empty when the card or the table is missing.
+    column), ``pointing game@15px: ...`` the same for ``pointing_game@15px``. Empty when the card or the table is
+    missing.
     """
     if not card.is_file() or "## Simple baselines" not in (text := card.read_text()):
         return {}
@@ -85,9 +87,9 @@ def card_baselines(card: Path = SYNTH_CARD) -> Baselines:
     for line in lines[2:]:  # header, |---| rule
         cells = [c.strip() for c in line.strip("|").split("|")]
         label = cells[0]
-        if label.startswith(POINTING_ROW) and len(cells) >= 3:
-            name = label.removeprefix(POINTING_ROW)
-            key = ("grounding", "pointing_game" if name == "all phrases" else f"pointing_game/{name}")
+        if (pointing := POINTING_ROW.fullmatch(label)) and len(cells) >= 3:
+            metric = f"pointing_game{pointing[1] or ''}"
+            key = ("grounding", metric if pointing[2] == "all phrases" else f"{metric}/{pointing[2]}")
             value, note = cells[2], "supervised CNN's CAM, other X-rays"
         elif len(cells) < 4:
             continue

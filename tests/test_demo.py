@@ -232,6 +232,17 @@ def test_card_baselines_are_read_from_the_synth_card() -> None:
     assert base[("grounding", "pointing_game/Cardiomegaly")][0] == pytest.approx(0.500)
 
 
+def test_card_pointing_rows_map_to_their_metric(tmp_path: Path) -> None:
+    card = tmp_path / "card.md"
+    rows = ["| pointing game: all phrases | 9 | 0.30 |", "| pointing game@15px: all phrases | 9 | 0.45 |",
+            "| pointing game@15px: Edema | 3 | 0.67 |", "| pointing gamer: Edema | 3 | 0.99 |"]
+    card.write_text("\n".join(["## Simple baselines", "| phrases | n | CAM |", "|---|---|---|", *rows, "", "## Next"]))
+    base = demo.card_baselines(card)
+    assert {k: v[0] for k, v in base.items()} == {("grounding", "pointing_game"): 0.30,
+                                                  ("grounding", "pointing_game@15px"): 0.45,
+                                                  ("grounding", "pointing_game@15px/Edema"): 0.67}
+
+
 def test_results_table_rows_baselines_and_chance() -> None:
     metrics = {t: _metrics(t) for t in demo.EVAL_TASKS}
     rows = demo.results_rows(metrics, demo.card_baselines())

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from medclr.data.transforms import resize_pad
 from medclr.eval.grounding_maps import TokenLayout, cxr_grid_to_original
-from medclr.eval.grounding_metrics import pointing_game
+from medclr.eval.grounding_metrics import POINTING_TOLERANCE_PX, pointing_game
 from medclr.io import read_cxr, read_ecg
 from medclr.synth.cxr import Box, grounding_phrases
 from medclr.synth.render import subject_split
@@ -152,8 +152,10 @@ def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequ
     original pixels through the geometry; hit = its maximum inside one of the phrase's boxes). The map is the
     label's, not the phrase's: a CAM cannot tell the left base from the right, so a phrase naming one side can be
     missed where the contrastive model, which reads the location, need not miss it.
-    Rows: label, then ``all``; columns ``pointing_game``, ``n_phrases``."""
-    records: list[tuple[str, float]] = []
+    Rows: label, then ``all``; columns ``pointing_game``, ``pointing_game@15px`` (Zhang et al.'s tolerance, as
+    ``medclr eval`` reports it) and ``n_phrases``."""
+    tolerant = f"pointing_game@{POINTING_TOLERANCE_PX:g}px"
+    records: list[tuple[str, float, float]] = []
     for i in np.flatnonzero(~train).tolist():
         phrases = grounding_phrases([_box(b) for b in json.loads(boxes[i])])
         if not phrases:
@@ -163,11 +165,13 @@ def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequ
             label = found[0].label
             if f"cxr/{label}" in model.columns:
                 sim = cxr_grid_to_original(maps[model.columns.index(f"cxr/{label}")], layout, geometries[i])
-                records.append((label, pointing_game(sim, [[b.x, b.y, b.w, b.h] for b in found])))
-    table = pd.DataFrame(records, columns=["label", "pointing_game"])
-    per_label = table.groupby("label")["pointing_game"].agg(["mean", "size"])
-    per_label.loc["all"] = [table["pointing_game"].mean(), len(table)]
-    return per_label.rename(columns={"mean": "pointing_game", "size": "n_phrases"})
+                xywh = [[b.x, b.y, b.w, b.h] for b in found]
+                records.append((label, pointing_game(sim, xywh), pointing_game(sim, xywh, POINTING_TOLERANCE_PX)))
+    table = pd.DataFrame(records, columns=["label", "pointing_game", tolerant])
+    per_label = table.groupby("label").agg(pointing_game=("pointing_game", "mean"), tol=(tolerant, "mean"),
+                                           n_phrases=("label", "size")).rename(columns={"tol": tolerant})
+    per_label.loc["all"] = [table["pointing_game"].mean(), table[tolerant].mean(), len(table)]
+    return per_label
 
 
 def ecg_features(path: Path) -> np.ndarray:
