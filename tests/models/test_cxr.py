@@ -20,6 +20,7 @@ from medclr.models.encoders.cxr import (
     ResNetConfig,
     SmallCnnConfig,
     ViTConfig,
+    gem_tokens,
     pixel_coordinates,
 )
 from tests.models.helpers import positive_constant_kernels
@@ -136,6 +137,23 @@ def test_coordinate_channels_let_tokens_know_where_they_are(coord_channels: bool
     interior = out.token_map()[0, 2:-2, 2:-2].reshape(-1, out.tokens.shape[-1])  # [12 * 12, 8]
     spread = float((interior - interior.mean(0)).abs().max())
     assert (spread > 1e-3) if coord_channels else (spread < 1e-5)
+
+
+def test_gem_pooling_by_hand_and_its_tokens_mean_is_the_pooled_vector() -> None:
+    # one channel, cells {0, 1, 1, 2}: GeM p = 2 is sqrt((0 + 1 + 1 + 4) / 4) = sqrt(1.5); token x' = x^2 / g
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 2.0]]]])
+    g = 1.5 ** 0.5
+    assert torch.allclose(gem_tokens(x, 2.0), torch.tensor([[[[0.0, 1 / g], [1 / g, 4 / g]]]]))
+    assert torch.allclose(gem_tokens(x, 1.0), x)  # p = 1: the mean, tokens unchanged
+    enc = SmallCnnConfig(channels=(4, 8), gem_p=3.0).build().eval()
+    with torch.no_grad():
+        out = enc(torch.rand(2, 1, 32, 32))
+        fmap = enc.features(enc.standardize(torch.rand(2, 1, 32, 32)))
+    assert enc.pools_by_mean and torch.allclose(out.pooled, out.tokens.mean(dim=1), atol=1e-6)  # CAM stays exact
+    assert torch.all(gem_tokens(fmap, 3.0).mean(dim=(2, 3)) <= fmap.amax(dim=(2, 3)) + 1e-6)  # between mean and max
+    assert torch.all(gem_tokens(fmap, 3.0).mean(dim=(2, 3)) >= fmap.mean(dim=(2, 3)) - 1e-6)
+    with pytest.raises(MedclrConfigError, match="gem_p"):
+        SmallCnnConfig(gem_p=0.5)
 
 
 def test_pixel_coordinates_run_from_minus_one_to_one() -> None:

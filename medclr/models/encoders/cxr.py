@@ -244,7 +244,7 @@ class CxrSmallCNN(Encoder):
     def __init__(self, cfg: SmallCnnConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        self.coord_channels = cfg.coord_channels
+        self.coord_channels, self.gem_p = cfg.coord_channels, cfg.gem_p
         c_in, self.stride, dilation = 3 if cfg.coord_channels else 1, 1, 1
         output_stride = cfg.output_stride or 2 ** len(cfg.channels)
         for c in cfg.channels:
@@ -269,7 +269,22 @@ class CxrSmallCNN(Encoder):
         if self.coord_channels:
             x = torch.cat([x, pixel_coordinates(x)], dim=1)  # [B, 3, H, W]
         fmap = self.features(x)  # grid = ceil(size / stride)
+        if self.gem_p != 1:
+            fmap = gem_tokens(fmap, self.gem_p)
         return feature_map_output(fmap, size, self.stride)
+
+
+def gem_tokens(fmap: Tensor, p: float, eps: float = 1e-6) -> Tensor:
+    """Re-weight a non-negative feature map ``x [B, C, h, w]`` so that its spatial mean is the generalised mean
+    ``g_c = (mean_ij x_ijc^p)^(1/p)`` of each channel (GeM pooling; Radenovic et al., "Fine-tuning CNN Image
+    Retrieval with No Human Annotation", TPAMI 2018): ``x'_ijc = x_ijc (x_ijc / g_c)^(p - 1)``, since
+    ``mean_ij x'_ijc = mean_ij x_ijc^p / g_c^(p - 1) = g_c``. p = 1 is the mean; as p grows each channel's pooled
+    value approaches its maximum, so the embedding comes from the cells where a feature is strongest. The
+    re-weighted cells are the tokens, so the phrase maps stay exact contributions to the cosine (CAM). Computed in
+    float32 (``x^p`` under bf16 autocast loses the small values)."""
+    x = fmap.float().clamp(min=0)
+    g = x.pow(p).mean(dim=(2, 3), keepdim=True).pow(1 / p).clamp(min=eps)  # [B, C, 1, 1]
+    return x * (x / g).pow(p - 1)
 
 
 def pixel_coordinates(x: Tensor) -> Tensor:
@@ -353,11 +368,16 @@ class SmallCnnConfig(CxrEncoderConfig):
                               "(DeepLab); false: they do not, and tokens see less of the image")
     coord_channels: bool = knob(False, "CoordConv (Liu et al., 2018): the first convolution also sees each pixel's "
                                        "row and column in [-1, 1], so tokens can tell left from right")
+    gem_p: float = knob(1.0, "generalised-mean pooling exponent (GeM; Radenovic et al., 2018): 1 = the mean, larger "
+                             "leans towards each channel's maximum; the tokens are re-weighted so their mean stays "
+                             "the pooled vector (see gem_tokens)")
 
     def __post_init__(self) -> None:
         s = self.output_stride
         if s is not None and (s < 2 or s & (s - 1)):
             raise MedclrConfigError(f"output_stride: must be a power of 2 >= 2, got {s}")
+        if not self.gem_p >= 1:
+            raise MedclrConfigError(f"gem_p: must be >= 1 (1 = mean pooling), got {self.gem_p}")
 
     def build(self) -> Encoder:
         return self.finish(CxrSmallCNN(self))
