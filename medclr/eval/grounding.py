@@ -57,6 +57,7 @@ from medclr.eval.grounding_metrics import (
     miou,
     near_region,
     pointing_game,
+    pointing_game_key,
     segments_mask,
 )
 from medclr.eval.metrics import bootstrap_mean_ci
@@ -72,7 +73,7 @@ __all__ = [  # this module's public names and those of grounding_maps and ground
     "ecg_grid_to_signal", "ecg_lead_auroc", "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment",
     "ecg_similarity_map", "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding",
     "evaluate_grounding", "evaluate_grounding_task", "map_kind", "miou", "near_region", "overlay_png",
-    "pointing_game", "segments_mask", "world_truth",
+    "pointing_game", "pointing_game_key", "segments_mask", "world_truth",
 ]
 
 
@@ -159,7 +160,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     cache = build_cache(path, needed, cache_dir, progress=progress)
     rows = np.flatnonzero(wanted & cache.rows["cxr_ok"].to_numpy())[:max_rows]  # cache rows = manifest rows
     dataset = StudyDataset(cache, None, ["cxr"])
-    tolerant = f"pointing_game@{pointing_tolerance:g}px" if pointing_tolerance > 0 else None
+    tolerant = pointing_game_key(pointing_tolerance) if pointing_tolerance > 0 else None
     records: list[dict[str, Any]] = []
     for start in range(0, len(rows), batch_size):
         chunk = [int(r) for r in rows[start : start + batch_size]]
@@ -349,7 +350,7 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
         + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
         "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box "
         "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling)"
-        + (f"; pointing_game@{r.pointing_tolerance:g}px = map maximum within {r.pointing_tolerance:g} original pixels "
+        + (f"; {pointing_game_key(r.pointing_tolerance)} = map maximum within {r.pointing_tolerance:g} original pixels "
            "of a box (Zhang et al., 2016's tolerant pointing game)" if r.pointing_tolerance > 0 else "") + "; "
         "mIoU = mean IoU over thresholds "
         f"{list(MIOU_THRESHOLDS)} of the per-map min-max normalised map (miou/biovil: raw map, thresholds "

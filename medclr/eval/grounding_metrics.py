@@ -103,6 +103,11 @@ def near_region(inside: np.ndarray, tolerance: float) -> np.ndarray:
     return near
 
 
+def pointing_game_key(tolerance: float) -> str:
+    """The key of the pointing game with ``tolerance`` pixels: ``pointing_game`` (0), ``pointing_game@15px`` (15)."""
+    return f"pointing_game@{tolerance:g}px" if tolerance > 0 else "pointing_game"
+
+
 def pointing_game(sim_map: np.ndarray, region: Boxes | np.ndarray, tolerance: float = 0.0) -> float:
     """1.0 if the map's maximum (first in row-major order on ties; NaN pixels ignored) lies in a box, or within
     ``tolerance`` pixels of one (Zhang et al.'s 15: :data:`POINTING_TOLERANCE_PX`), else 0.0."""

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from medclr.data.transforms import resize_pad
 from medclr.eval.grounding_maps import TokenLayout, cxr_grid_to_original
-from medclr.eval.grounding_metrics import POINTING_TOLERANCE_PX, pointing_game
+from medclr.eval.grounding_metrics import POINTING_TOLERANCE_PX, pointing_game, pointing_game_key
 from medclr.io import read_cxr, read_ecg
 from medclr.synth.cxr import Box, grounding_phrases
 from medclr.synth.render import subject_split
@@ -154,7 +154,7 @@ def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequ
     missed where the contrastive model, which reads the location, need not miss it.
     Rows: label, then ``all``; columns ``pointing_game``, ``pointing_game@15px`` (Zhang et al.'s tolerance, as
     ``medclr eval`` reports it) and ``n_phrases``."""
-    tolerant = f"pointing_game@{POINTING_TOLERANCE_PX:g}px"
+    tolerant = pointing_game_key(POINTING_TOLERANCE_PX)
     records: list[tuple[str, float, float]] = []
     for i in np.flatnonzero(~train).tolist():
         phrases = grounding_phrases([_box(b) for b in json.loads(boxes[i])])

@@ -71,6 +71,8 @@ def test_tolerant_pointing_game_by_hand() -> None:
     edge = g.near_region(g.boxes_mask((10, 10), [[0, 0, 2, 2]]), 2.0)  # clipped at the image border
     assert edge.sum() == 4 + 4 + 4 + 1  # 2 more rows, 2 more cols; of the corner only (2, 2) (sqrt 2; (2, 3): sqrt 5)
     assert not g.near_region(np.zeros((4, 4), dtype=bool), 15.0).any()
+    assert [g.pointing_game_key(t) for t in (0.0, 15.0, 7.5)] == ["pointing_game", "pointing_game@15px",
+                                                                  "pointing_game@7.5px"]
 
 
 def test_miou_by_hand() -> None:
