@@ -232,6 +232,30 @@ def decoupled_cross_entropy(logits: Tensor, target: Tensor, positives: Tensor | 
     return torch.where(has_negative, negative - positive, torch.zeros_like(positive))
 
 
+def hard_negative_logits(logits: Tensor, target: Tensor, positives: Tensor | None, beta: float) -> Tensor:
+    """Logits whose cross-entropy is HN-NCE (Radenovic et al., "Filtering, Distillation, and Hard Negatives for
+    Vision-Language Pre-Training", CVPR 2023): each negative's term in the softmax denominator is weighted by
+
+        w_ij = M_i exp(beta z_ij) / sum_{k in neg(i)} exp(beta z_ik)        (mean weight 1 over row i's M_i negatives)
+
+    so negatives the model already scores close to the positive count more (beta = 0: InfoNCE). The weight enters
+    as ``z_ij + log w_ij`` on the negatives; positives (the target, or ``positives [n, C]``) keep their logits.
+    The weights are importance weights computed from detached logits (the gradient flows through ``z`` only).
+
+    Worked example: row logits [2, 1, 0], target 0, beta 1: w = 2 softmax([1, 0]) = [1.462, 0.538], so the loss is
+    -2 + log(e^2 + 1.462 e + 0.538) = 0.477 against InfoNCE's -2 + log(e^2 + e + 1) = 0.408.
+    """
+    pos = positives
+    if pos is None:
+        pos = torch.zeros_like(logits, dtype=torch.bool)
+        pos[torch.arange(logits.shape[0], device=logits.device), target] = True
+    neg = ~pos
+    scaled = (beta * logits.detach()).masked_fill(pos, float("-inf"))  # [n, C]
+    n_neg = neg.sum(dim=1, keepdim=True).clamp(min=1).to(logits.dtype)  # [n, 1]
+    log_w = torch.log(n_neg) + scaled - torch.logsumexp(scaled, dim=1, keepdim=True)  # [n, C]; only read on negatives
+    return torch.where(neg, logits + log_w, logits)
+
+
 def zero_loss(emb: Mapping[str, Tensor]) -> Tensor:
     """A 0 that keeps every embedding in the graph (so backward and DDP see all parameters)."""
     values = list(emb.values())

@@ -22,6 +22,10 @@ Options:
   drops every positive, and any rows marked interchangeable that are not bit-identical.
 * ``decoupled=True``: DCL (Yeh et al., "Decoupled Contrastive Learning", ECCV 2022), the positive removed from
   the softmax denominator.
+* ``hard_negative_beta``: HN-NCE (Radenovic et al., CVPR 2023): each negative weighted by ``exp(beta * logit)``
+  (mean weight 1), so the studies a query already confuses with its partner count more; 0 = InfoNCE. See
+  :func:`medclr.losses.base.hard_negative_logits`; it combines with ``decoupled`` (DHN-NCE) and with ``groups``
+  (positives are never re-weighted).
 * ``align_weight`` / ``uniform_weight``: alignment and uniformity terms (Wang & Isola, ICML 2020) added to the
   contrastive loss to close the "contrastive gap" (Fahim et al., 2024); see :mod:`medclr.losses.extras`.
 * ``local_weight``: GLoRIA's local word-region term (Huang et al., ICCV 2021) between ``local_pair`` =
@@ -47,6 +51,7 @@ from medclr.losses.base import (
     as_scale,
     check_embeddings,
     decoupled_cross_entropy,
+    hard_negative_logits,
     positive_mask,
     row_mask,
     same_item_mask,
@@ -69,7 +74,8 @@ class ConvirtLoss(MultimodalLoss):
     autocast_safe = True
 
     def __init__(self, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS, lam: float = 0.75,
-                 decoupled: bool = False, align_weight: float = 0.0, uniform_weight: float = 0.0,
+                 decoupled: bool = False, hard_negative_beta: float = 0.0, align_weight: float = 0.0,
+                 uniform_weight: float = 0.0,
                  uniform_t: float = 2.0, local_weight: float = 0.0,
                  local_pair: Sequence[str] = ("cxr", "report"),
                  local_temperatures: Sequence[float] = GLORIA_TEMPERATURES) -> None:
@@ -79,7 +85,9 @@ class ConvirtLoss(MultimodalLoss):
         if not pairs or any(len(p) != 2 or p[0] == p[1] for p in pairs):
             raise ValueError(f"pairs must be a non-empty list of (a, b) with a != b; got {pairs!r}")
         self.pairs = [(str(a), str(b)) for a, b in pairs]
-        self.lam, self.decoupled = lam, decoupled
+        if hard_negative_beta < 0:
+            raise ValueError(f"hard_negative_beta must be >= 0 (0 = InfoNCE); got {hard_negative_beta}")
+        self.lam, self.decoupled, self.hard_negative_beta = lam, decoupled, float(hard_negative_beta)
         self.align_weight, self.uniform_weight, self.uniform_t = align_weight, uniform_weight, uniform_t
         if local_weight < 0 or len(local_pair) != 2:
             raise ValueError(f"local_weight must be >= 0 and local_pair an (image, text) pair; "
@@ -95,7 +103,8 @@ class ConvirtLoss(MultimodalLoss):
 
     def extra_repr(self) -> str:
         local = f", local_weight={self.local_weight}, local_pair={self.token_modalities}" if self.local_weight else ""
-        return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{local}"
+        hard = f", hard_negative_beta={self.hard_negative_beta}" if self.hard_negative_beta else ""
+        return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{hard}{local}"
 
     def forward(
         self, emb: Mapping[str, Tensor], logit_scale: Tensor | float, present: Masks | None = None,
@@ -173,6 +182,8 @@ class ConvirtLoss(MultimodalLoss):
         return total
 
     def _direction(self, rows: Rows, logits: Tensor, positives: Tensor | None) -> Tensor:
+        if self.hard_negative_beta:
+            logits = hard_negative_logits(logits, rows.target, positives, self.hard_negative_beta)
         if self.decoupled:
             return rows.reduce(decoupled_cross_entropy(logits, rows.target, positives))
         return rows.cross_entropy(logits, positives)

@@ -46,12 +46,24 @@ def decoupled(logits: Sequence[float], targets: Sequence[int]) -> float:
     return lse - sum(logits[t] for t in targets) / len(targets)
 
 
+def hard_negative(logits: Sequence[float], targets: Sequence[int], beta: float) -> float:
+    """HN-NCE: CE over the targets with each negative's exp(z) weighted by M exp(beta z) / sum_neg exp(beta z)."""
+    negatives = [j for j in range(len(logits)) if j not in targets]
+    if not negatives:
+        return cross_entropy(logits, targets)
+    norm = sum(math.exp(beta * logits[j]) for j in negatives)
+    weighted = [math.exp(z) * (len(negatives) * math.exp(beta * z) / norm if j in negatives else 1.0)
+                for j, z in enumerate(logits)]
+    log_z = math.log(sum(weighted))
+    return -sum(logits[t] - log_z for t in targets) / len(targets)
+
+
 def same(groups: dict[str, list[int]] | None, m: str, i: int, j: int) -> bool:
     return i == j or (groups is not None and m in groups and groups[m][i] == groups[m][j])
 
 
 def convirt(emb: dict[str, Tensor], pairs: Sequence[tuple[str, str]], lam: float, s: float,
-            groups: dict[str, list[int]] | None = None, dcl: bool = False) -> float:
+            groups: dict[str, list[int]] | None = None, dcl: bool = False, beta: float = 0.0) -> float:
     """mean over pairs of lam * CE(s a b^T) + (1 - lam) * CE(s b a^T), loops only."""
     total = []
     for a, b in pairs:
@@ -63,7 +75,8 @@ def convirt(emb: dict[str, Tensor], pairs: Sequence[tuple[str, str]], lam: float
             for i in range(n):
                 logits = [s * dot(x[i], y[j]) for j in range(n)]
                 pos = [j for j in range(n) if same(groups, a, i, j) or same(groups, b, i, j)]
-                row_losses.append(decoupled(logits, pos) if dcl else cross_entropy(logits, pos))
+                row_losses.append(decoupled(logits, pos) if dcl else hard_negative(logits, pos, beta) if beta
+                                  else cross_entropy(logits, pos))
             parts.append(sum(row_losses) / n)
         total.append(lam * parts[0] + (1 - lam) * parts[1])
     return sum(total) / len(total)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from medclr.errors import MedclrInputError
 from medclr.losses import LOSSES, ConvirtLoss
+from medclr.losses.base import hard_negative_logits
 from medclr.losses.extras import alignment, uniformity
 from tests.losses import reference as ref
 from tests.losses.helpers import batch
@@ -130,6 +131,41 @@ def test_decoupled_matches_reference() -> None:
     with_groups = ConvirtLoss(pairs=PAIRS, decoupled=True)(emb, 3.0, groups={"report": torch.tensor(ids)})
     expected = ref.convirt(emb, PAIRS, 0.75, 3.0, {"report": ids}, dcl=True)
     assert with_groups["loss"].item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_hard_negative_worked_example() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([0])
+    hn = F.cross_entropy(hard_negative_logits(logits, target, None, 1.0), target)
+    # w = 2 softmax([1, 0]) = [1.462, 0.538]: -2 + log(e^2 + 1.462 e + 0.538) (docstring)
+    w1 = 2 * math.e / (math.e + 1)
+    assert hn.item() == pytest.approx(-2 + math.log(math.exp(2) + w1 * math.e + (2 - w1)), rel=1e-12)
+    assert hn.item() == pytest.approx(0.4767, abs=1e-4)
+    assert F.cross_entropy(logits, target).item() == pytest.approx(0.4076, abs=1e-4)
+    torch.testing.assert_close(hard_negative_logits(logits, target, None, 0.0), logits)  # beta 0: InfoNCE
+
+
+def test_hard_negative_matches_reference() -> None:
+    emb = batch(["cxr", "ecg", "report"], n=6, d=5, seed=13)
+    out = ConvirtLoss(pairs=PAIRS, hard_negative_beta=0.7)(emb, 3.0)
+    assert out["loss"].item() == pytest.approx(ref.convirt(emb, PAIRS, 0.75, 3.0, beta=0.7), rel=1e-12)
+    assert out["loss"].item() > ConvirtLoss(pairs=PAIRS)(emb, 3.0)["loss"].item()  # hard ones weigh more
+    ids = [0, 0, 1, 2, 2, 3]  # positives keep their logits and are never re-weighted
+    grouped = ConvirtLoss(pairs=PAIRS, hard_negative_beta=0.7)(emb, 3.0, groups={"report": torch.tensor(ids)})
+    expected = ref.convirt(emb, PAIRS, 0.75, 3.0, {"report": ids}, beta=0.7)
+    assert grouped["loss"].item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="hard_negative_beta"):
+        ConvirtLoss(hard_negative_beta=-1.0)
+
+
+def test_hard_negative_weights_are_not_differentiated() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+
+    F.cross_entropy(hard_negative_logits(logits, torch.tensor([0]), None, 1.0), torch.tensor([0])).backward()
+    # d/dz_j of -z_0 + log(sum_j w_j e^z_j) with constant w: softmax of (z + log w) minus the one-hot target
+    shifted = torch.tensor([2.0, 1.0 + math.log(2 * math.e / (math.e + 1)), math.log(2 / (math.e + 1))])
+    expected = torch.softmax(shifted.double(), 0) - torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(logits.grad[0], expected)
 
 
 def test_align_and_uniform_regularisers_are_added() -> None:
