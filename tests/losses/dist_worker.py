@@ -31,6 +31,8 @@ def cases() -> dict[str, tuple[MultimodalLoss, bool, bool]]:
         "convirt": (ConvirtLoss(pairs=[("cxr", "report"), ("ecg", "report")], lam=0.75), True, True),
         "convirt_dcl_reg": (ConvirtLoss(pairs=[("cxr", "report")], decoupled=True, uniform_weight=0.5,
                                         align_weight=0.5), False, False),
+        "convirt_hard_negatives": (ConvirtLoss(pairs=[("cxr", "report"), ("ecg", "report")], hard_negative_beta=0.5),
+                                   True, True),
         "symile_n_squared": (SymileLoss(negatives="n_squared", chunk_elements=8), True, False),
         "symile_n": (SymileLoss(negatives="n", seed=0), False, False),
         "gram": (GramLoss(anchor="report", label_smoothing=0.1), True, True),
