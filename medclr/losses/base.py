@@ -215,6 +215,13 @@ def row_cross_entropy(logits: Tensor, target: Tensor, positives: Tensor | None =
     return F.cross_entropy(logits, soft, reduction="none", label_smoothing=label_smoothing)
 
 
+def target_mask(logits: Tensor, target: Tensor) -> Tensor:
+    """``[n, C]`` bool, True at each row's ``target`` column: the positives when no multi-positive mask is given."""
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    mask[torch.arange(logits.shape[0], device=logits.device), target] = True
+    return mask
+
+
 def decoupled_cross_entropy(logits: Tensor, target: Tensor, positives: Tensor | None = None) -> Tensor:
     """Decoupled contrastive loss per row (Yeh et al., ECCV 2022): the positive leaves the denominator.
 
@@ -222,10 +229,7 @@ def decoupled_cross_entropy(logits: Tensor, target: Tensor, positives: Tensor | 
     positive, which couples the gradients of positive and negatives (the "NPC" factor) and makes small batches
     learn slowly; removing it gives the DCL objective. Rows without any negative contribute 0.
     """
-    pos = positives
-    if pos is None:
-        pos = torch.zeros_like(logits, dtype=torch.bool)
-        pos[torch.arange(logits.shape[0], device=logits.device), target] = True
+    pos = target_mask(logits, target) if positives is None else positives
     positive = (logits * pos).sum(1) / pos.sum(1)  # [n] mean positive logit
     negative = torch.logsumexp(logits.masked_fill(pos, float("-inf")), dim=1)  # [n]; -inf when no negative
     has_negative = (~pos).any(1)
@@ -245,10 +249,7 @@ def hard_negative_logits(logits: Tensor, target: Tensor, positives: Tensor | Non
     Worked example: row logits [2, 1, 0], target 0, beta 1: w = 2 softmax([1, 0]) = [1.462, 0.538], so the loss is
     -2 + log(e^2 + 1.462 e + 0.538) = 0.477 against InfoNCE's -2 + log(e^2 + e + 1) = 0.408.
     """
-    pos = positives
-    if pos is None:
-        pos = torch.zeros_like(logits, dtype=torch.bool)
-        pos[torch.arange(logits.shape[0], device=logits.device), target] = True
+    pos = target_mask(logits, target) if positives is None else positives
     neg = ~pos
     scaled = (beta * logits.detach()).masked_fill(pos, float("-inf"))  # [n, C]
     n_neg = neg.sum(dim=1, keepdim=True).clamp(min=1).to(logits.dtype)  # [n, 1]
