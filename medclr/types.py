@@ -149,16 +149,21 @@ class TokenizedText:
 
     input_ids: Tensor  # [B, L] int64
     attention_mask: Tensor  # [B, L] int64, 1 = real token
+    # [B, L] int64: the sentence of each token (0, 1, ...; -1 for special tokens and padding), set by towers whose
+    # tokens are sentences (text_hf token_units: sentences)
+    sentence_ids: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
     def select(self, index: Tensor) -> TokenizedText:
         """Rows ``index`` (an int64 index or a bool mask ``[B]``)."""
-        return TokenizedText(self.input_ids[index], self.attention_mask[index])
+        ids = None if self.sentence_ids is None else self.sentence_ids[index]
+        return TokenizedText(self.input_ids[index], self.attention_mask[index], ids)
 
     def to(self, device: torch.device | str) -> TokenizedText:
-        return TokenizedText(self.input_ids.to(device), self.attention_mask.to(device))
+        ids = None if self.sentence_ids is None else self.sentence_ids.to(device)
+        return TokenizedText(self.input_ids.to(device), self.attention_mask.to(device), ids)
 
 
 ModalityInput = Tensor | TokenizedText | list[str]

@@ -8,6 +8,7 @@ present rows). Reports are tokenised here - in the DataLoader workers - with the
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,30 +16,57 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from medclr.data.transforms import SENTENCE_BREAK
 from medclr.types import Batch, ModalityInput, Sample, TokenizedText
+
+
+def sentence_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """The sentence (0, 1, ...) of each token of ``text`` from its character ``offsets`` (a fast tokenizer's
+    ``offset_mapping``); -1 for special tokens, whose span is empty. Sentences end at ``.``, ``!`` or ``?`` before
+    white space (:data:`~medclr.data.transforms.SENTENCE_BREAK`, as report augmentation splits them). A text
+    without any non-special token keeps its tokens as one sentence.
+
+    >>> sentence_ids("Mild cardiomegaly. No effusion.", [(0, 0), (0, 4), (5, 17), (17, 18), (19, 21), (22, 30),
+    ...                                                  (30, 31), (0, 0)])
+    [-1, 0, 0, 0, 1, 1, 1, -1]
+    """
+    starts = [m.end() for m in SENTENCE_BREAK.finditer(text)]  # where sentences 1, 2, ... begin
+    ids = [bisect.bisect_right(starts, begin) if end > begin else -1 for begin, end in offsets]
+    return ids if any(i >= 0 for i in ids) else [0] * len(ids)
 
 
 @dataclass
 class ReportTokenizer:
-    """Picklable text -> :class:`TokenizedText` with the settings of a ``text_hf`` tower (see ``from_encoder``)."""
+    """Picklable text -> :class:`TokenizedText` with the settings of a ``text_hf`` tower (see ``from_encoder``);
+    ``sentences``: also each token's sentence (:func:`sentence_ids`; needs a fast tokenizer's offsets)."""
 
     tokenizer: Any  # a Hugging Face (fast) tokenizer, pad token already set
     max_length: int
     append_eos: bool = False
+    sentences: bool = False
 
     @classmethod
     def from_encoder(cls, encoder: Any) -> ReportTokenizer:
         """The tokenizer of a :class:`~medclr.models.encoders.report.ReportEncoder`."""
-        return cls(encoder.tokenizer, encoder.cfg.max_length, encoder.cfg.append_eos)
+        cfg = encoder.cfg
+        return cls(encoder.tokenizer, cfg.max_length, cfg.append_eos, cfg.token_units == "sentences")
 
     def __call__(self, texts: list[str]) -> TokenizedText:
-        """The same ids and mask as ``ReportEncoder.tokenize`` (EOS kept when appended to truncated texts)."""
+        """Ids and mask ``[B, L]`` padded to the longest text, truncated at ``max_length`` (EOS kept when appended)."""
         tok, eos = self.tokenizer, self.append_eos
-        ids = tok(texts, truncation=True, max_length=self.max_length - int(eos))["input_ids"]
+        enc = tok(texts, truncation=True, max_length=self.max_length - int(eos), return_offsets_mapping=self.sentences)
+        ids = enc["input_ids"]
         if eos:
             ids = [[*row, tok.eos_token_id] for row in ids]
-        enc = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-        return TokenizedText(enc["input_ids"], enc["attention_mask"])
+        padded = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        mask = padded["attention_mask"]
+        if not self.sentences:
+            return TokenizedText(padded["input_ids"], mask)
+        sentences = torch.full_like(padded["input_ids"], -1)  # [B, L]; padding stays -1 on either side
+        for row, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"], strict=True)):
+            row_ids = sentence_ids(text, offsets) + [-1] * int(eos)
+            sentences[row, mask[row].bool()] = torch.tensor(row_ids, dtype=sentences.dtype)
+        return TokenizedText(padded["input_ids"], mask, sentences)
 
 
 @dataclass

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from medclr.types import Geometry
 
 _MASK32 = 0xFFFFFFFF
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")  # between two sentences of a report
 
 
 class GeometryTuple(NamedTuple):
@@ -169,7 +169,7 @@ def sample_sentences(text: str, keep: float, rng: np.random.RandomState) -> str:
     >>> sample_sentences("A. B. C.", 1.0, np.random.RandomState(0))
     'A. B. C.'
     """
-    sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
+    sentences = [s for s in SENTENCE_BREAK.split(text.strip()) if s]
     if len(sentences) <= 1 or keep >= 1.0:
         return text
     chosen = np.asarray(rng.random_sample(len(sentences))) < keep

@@ -15,6 +15,9 @@ Given hidden states ``h [B, L, D]`` and an attention mask ``m [B, L]`` (1 = real
 ([1.0, 7.0], [3.0, 7.0])
 >>> cls_pool(h, left)[:, 0].tolist(), mean_pool(h, right)[:, 0].tolist()
 ([2.0, 4.0], [0.5, 5.5])
+
+:func:`sentence_pool` is ``mean`` per sentence: the tokens of sentence ``s`` (``ids[b, l] = s``) averaged into one
+feature per sentence, for towers whose tokens are sentences.
 """
 
 from __future__ import annotations
@@ -52,3 +55,20 @@ def last_token_pool(hidden: Tensor, mask: Tensor) -> Tensor:
     """Last real token of each row, whatever the padding side: ``[B, L, D], [B, L] -> [B, D]``."""
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)  # [B, L]
     return _gather(hidden, (positions * (mask > 0)).argmax(dim=1))
+
+
+def sentence_pool(hidden: Tensor, sentence_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean of each sentence's tokens: ``hidden [B, L, D]`` and ``sentence_ids [B, L]`` (the sentence of each token,
+    -1 for none) -> ``[B, S, D]`` (S = the most sentences of any row; at least 1) and ``[B, S]`` bool, True where
+    the row has that sentence (absent sentences are zero vectors).
+
+    >>> h = torch.tensor([[[1.0], [3.0], [5.0], [7.0]]])
+    >>> means, kept = sentence_pool(h, torch.tensor([[-1, 0, 0, 2]]))
+    >>> means[0, :, 0].tolist(), kept[0].tolist()
+    ([4.0, 0.0, 7.0], [True, False, True])
+    """
+    n = max(int(sentence_ids.max()) + 1 if sentence_ids.numel() else 0, 1)
+    members = (sentence_ids.unsqueeze(-1) == torch.arange(n, device=sentence_ids.device)).to(hidden.dtype)  # [B, L, S]
+    counts = members.sum(dim=1)  # [B, S]
+    means = torch.einsum("bls,bld->bsd", members, hidden) / counts.clamp(min=1.0).unsqueeze(-1)
+    return means, counts > 0

@@ -16,7 +16,7 @@ from medclr.data.manifest import read_manifest, write_manifest
 from medclr.data.transforms import Augmenter, sample_sentences
 from medclr.types import Geometry, TokenizedText
 from tests.data.test_cache import SETTINGS, small_manifest  # noqa: F401 - fixture
-from tests.models.conftest import tiny_bert_dir  # noqa: F401 - fixture
+from tests.models.conftest import tiny_bert_dir, tiny_llama_dir  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,28 @@ def test_collate_pads_missing_rows_and_marks_presence(cache: StudyCache, tiny_be
     expected = encoder.tokenize(["", *[ds[i]["report"] for i in range(1, 4)]])
     assert torch.equal(text.input_ids, expected.input_ids)
     assert batch.labels is not None and batch.labels.shape == (4, len(cache.labels))
+
+
+def test_sentence_ids_follow_the_character_offsets() -> None:
+    from medclr.data.collate import sentence_ids
+
+    text = "Mild cardiomegaly. No effusion!  Stable?"
+    offsets = [(0, 0), (0, 4), (5, 17), (17, 18), (19, 21), (22, 30), (30, 31), (33, 39), (39, 40), (0, 0)]
+    assert sentence_ids(text, offsets) == [-1, 0, 0, 0, 1, 1, 1, 2, 2, -1]
+    assert sentence_ids("", [(0, 0), (0, 0)]) == [0, 0]  # no word at all: the special tokens are the sentence
+
+
+def test_collated_sentence_ids_match_the_tower(tiny_llama_dir: Path) -> None:  # noqa: F811
+    from medclr.models.encoders.report import TextConfig
+
+    encoder = TextConfig(model=str(tiny_llama_dir), max_length=8, token_units="sentences", append_eos=True).build()
+    tokenize = ReportTokenizer.from_encoder(encoder)
+    texts = ["Mild cardiomegaly. No effusion. Stable lines and tubes.", "Clear."]
+    text = tokenize(texts)
+    assert text.sentence_ids is not None and text.input_ids.shape == text.sentence_ids.shape
+    assert torch.equal(text.sentence_ids, encoder.tokenize(texts).sentence_ids)
+    real = text.attention_mask.bool()
+    assert (text.sentence_ids[~real] == -1).all() and text.sentence_ids[0, -1] == -1  # padding and the EOS
+    assert text.sentence_ids[0].max() >= 1 and text.sentence_ids[1].max() == 0  # truncated at 8 tokens
+    moved = text.select(torch.tensor([1])).to("cpu")
+    assert moved.sentence_ids is not None and torch.equal(moved.sentence_ids, text.sentence_ids[1:])

@@ -248,3 +248,45 @@ def test_prefix_cache_of_a_frozen_tower_skips_the_model(tiny_llama_dir: Path) ->
         torch.testing.assert_close(out.pooled, reference.pooled, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(out.tokens[out.token_mask], reference.tokens[reference.token_mask],
                                    atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_dir, side", [("tiny_bert_dir", "right"), ("tiny_llama_dir", "left")])
+def test_sentence_tokens_are_the_mean_state_of_each_sentence(model_dir: str, side: str,
+                                                            request: pytest.FixtureRequest) -> None:
+    folder = str(request.getfixturevalue(model_dir))
+    texts = ["Mild cardiomegaly. No pleural effusion or pneumothorax.", "Normal chest.", ""]
+    per_token = TextConfig(model=folder, padding_side=side).build().eval()
+    per_sentence = TextConfig(model=folder, padding_side=side, token_units="sentences").build().eval()
+    batch = per_sentence.prepare(texts)
+    assert batch.sentence_ids is not None and per_token.prepare(texts).sentence_ids is None
+    tokens, sentences = per_token(batch), per_sentence(batch)
+    assert torch.equal(sentences.pooled, tokens.pooled)  # the pooled vector reads every token either way
+    assert sentences.grid == (2,) and sentences.grid_axes == ("sentence",)
+    assert sentences.token_mask.tolist() == [[True, True], [True, False], [True, False]]
+    for row, text in enumerate(texts):
+        spans = batch.sentence_ids[row]
+        pieces = per_sentence.tokenizer.convert_ids_to_tokens(batch.input_ids[row][spans == 0].tolist())
+        if text:  # the first sentence's tokens spell it, without special tokens or the second sentence
+            assert "".join(pieces).replace("#", "").replace("Ġ", "").replace("▁", "").lower() == \
+                text.split(". ")[0].replace(" ", "").lower() + ("." if ". " in text else "")
+        for s in range(int(spans.max()) + 1):  # each sentence token = the mean of its token states
+            expected = tokens.tokens[row][spans == s].mean(dim=0)
+            torch.testing.assert_close(sentences.tokens[row, s], expected)
+    assert batch.sentence_ids[2].ge(0).sum() == batch.attention_mask[2].sum()  # an empty text: one sentence
+
+
+def test_sentence_tokens_need_sentence_ids_and_a_fast_tokenizer(tiny_bert_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    enc = TextConfig(model=str(tiny_bert_dir), token_units="sentences").build()
+    plain = TextConfig(model=str(tiny_bert_dir)).build().tokenize(TEXTS)
+    with pytest.raises(ValueError, match=r"token_units: sentences needs TokenizedText\.sentence_ids"):
+        enc(plain)
+    words = TextConfig(model=str(tiny_bert_dir), token_units="sentences", word_tokens="words").build()
+    batch = words.prepare(["Small left effusion."])
+    assert words(batch).token_mask.tolist() == [[True]]
+    assert torch.equal(words._sentences(batch) >= 0, words._words(batch))  # punctuation left out of the mean
+    from transformers import PreTrainedTokenizerFast
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "is_fast", property(lambda self: False))
+    with pytest.raises(MedclrConfigError, match="needs a fast tokenizer"):
+        TextConfig(model=str(tiny_bert_dir), token_units="sentences").build()

@@ -30,7 +30,7 @@ from medclr.models.config import MedclrConfigError, doc, knob, register_config
 from medclr.models.encoders.base import ENCODERS, Encoder, EncoderConfig
 from medclr.models.encoders.offline import OFFLINE_MODELS
 from medclr.models.encoders.prefix_cache import FrozenPrefixCache, block_list
-from medclr.models.pooling import POOLERS
+from medclr.models.pooling import POOLERS, sentence_pool
 from medclr.types import EncoderOutput, ModalityInput, TokenizedText
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,11 @@ class TextConfig(EncoderConfig):
         "all", "which tokens the local word-region term (loss.kwargs.local_weight) treats as words: all = every "
         "real token, special tokens and punctuation included; words = those holding a letter or digit that are not "
         "special tokens ([CLS], [SEP], EOS), as GLoRIA feeds its local loss (Huang et al., 2021)")
+    token_units: Literal["tokens", "sentences"] = knob(
+        "tokens", "what the tower's tokens (its grid for the local term and text-side maps) are: tokens = the model's "
+        "token states; sentences = the mean state of each report sentence (LoVT's sentence-level report features, "
+        "Mueller et al., ECCV 2022), so the local term matches regions to whole findings such as 'No pleural "
+        "effusion.' (negation kept) the way a grounding phrase is matched; needs a fast tokenizer")
     padding_side: Literal["tokenizer", "left", "right"] = knob("tokenizer", "pad side; 'tokenizer' keeps its own")
     append_eos: bool = knob(False, "append the EOS token to each text (common with last_token pooling)")
     cache_dir: str | None = knob(None, "where offline models are converted; default $MEDCLR_CACHE or ~/.cache/medclr")
@@ -134,6 +139,9 @@ class ReportEncoder(Encoder):
             ) from None
         self._fix_tokenizer()
         self._word_like = _word_like(self.tokenizer) if cfg.word_tokens == "words" else None  # [vocab] bool
+        if cfg.token_units == "sentences" and not self.tokenizer.is_fast:
+            raise MedclrConfigError(f"token_units: sentences needs a fast tokenizer (character offsets); "
+                                    f"'{cfg.model}' has a slow one. Fix: token_units: tokens")
         self.model_type = str(model.config.model_type)
         self.out_dim = int(model.config.hidden_size)
         if cfg.gradient_checkpointing:  # transformers >= 5.x renamed it; older versions have only the first name
@@ -163,13 +171,11 @@ class ReportEncoder(Encoder):
                 "append_eos": self.cfg.append_eos, "pooling": self.cfg.pooling}
 
     def tokenize(self, texts: list[str]) -> TokenizedText:
-        """Pad to the longest text (truncating at ``max_length``, EOS kept when appended): ids and mask ``[B, L]``."""
-        tok, eos = self.tokenizer, self.cfg.append_eos
-        ids = tok(texts, truncation=True, max_length=self.cfg.max_length - int(eos))["input_ids"]
-        if eos:
-            ids = [[*row, tok.eos_token_id] for row in ids]
-        enc = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-        return TokenizedText(enc["input_ids"], enc["attention_mask"])
+        """Pad to the longest text (truncating at ``max_length``, EOS kept when appended): ids and mask ``[B, L]``
+        (and each token's sentence with ``token_units: sentences``); the DataLoader's tokenizer, exactly."""
+        from medclr.data.collate import ReportTokenizer
+
+        return ReportTokenizer.from_encoder(self)(texts)
 
     def prepare(self, x: ModalityInput) -> ModalityInput:
         if isinstance(x, list):
@@ -184,8 +190,24 @@ class ReportEncoder(Encoder):
         if self._takes_position_ids and bool((mask[:, 0] == 0).any()):  # left padding: count from the first token
             kwargs["position_ids"] = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
         hidden = (self.prefix_cache.forward(self._run, kwargs) if self.prefix_cache else self._run(kwargs)).float()
-        return EncoderOutput(pooled=self.pool(hidden, mask), tokens=hidden, token_mask=self._words(x),
-                             grid=(hidden.shape[1],), grid_axes=("token",))  # hidden [B, L, D]
+        pooled = self.pool(hidden, mask)  # hidden [B, L, D] -> [B, D]
+        if self.cfg.token_units == "sentences":
+            sentences, kept = sentence_pool(hidden, self._sentences(x))  # [B, S, D], [B, S]
+            return EncoderOutput(pooled=pooled, tokens=sentences, token_mask=kept, grid=(sentences.shape[1],),
+                                 grid_axes=("sentence",))
+        return EncoderOutput(pooled=pooled, tokens=hidden, token_mask=self._words(x), grid=(hidden.shape[1],),
+                             grid_axes=("token",))
+
+    def _sentences(self, x: TokenizedText) -> Tensor:
+        """``[B, L]``: each token's sentence, -1 for tokens outside the sentence means (and, with ``word_tokens:
+        words``, for punctuation, unless a sentence would lose every token)."""
+        if x.sentence_ids is None:
+            raise ValueError("token_units: sentences needs TokenizedText.sentence_ids; tokenize with this tower's "
+                             "tokenize() or medclr.data.collate.ReportTokenizer.from_encoder(tower)")
+        if self._word_like is None:
+            return x.sentence_ids
+        words = self._word_like.to(x.input_ids.device)[x.input_ids]  # [B, L]
+        return torch.where(words, x.sentence_ids, -1)
 
     def _words(self, x: TokenizedText) -> Tensor:
         """``[B, L]`` bool: the tokens the local term reads as words (``word_tokens``); a text with no word-like
