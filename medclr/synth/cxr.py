@@ -33,12 +33,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 
-from medclr.synth.state import CxrAcquisition, CxrFindings, Lobe, Severity, Side
+from medclr.synth.state import CxrAcquisition, CxrFindings, Incidental, Lobe, Severity, Side
 
 __all__ = ["Box", "CxrRender", "grounding_phrases", "render_cxr", "render_cxr_detailed", "to_stored"]
 
@@ -589,12 +589,17 @@ def _ribs_clavicle(canvas: _Canvas, lung: _Lung) -> tuple[np.ndarray, tuple[slic
     return post + ant + clav + head + scap, win
 
 
-def _spine_trachea(canvas: _Canvas) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """Thoracic spine (vertebral bodies, disc spaces, pedicles) minus the tracheal/bronchial air column."""
+def _spine_trachea(canvas: _Canvas, curve: float = 0.0) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Thoracic spine (vertebral bodies, disc spaces, pedicles) minus the tracheal/bronchial air column.
+
+    ``curve`` bows the spine sideways (scoliosis): its axis is ``dx = curve * exp(-((dy - 0.15 lh) / 0.4 lh)^2)``
+    (image units; < 0 toward the image's left, the patient's right: dextroconvex).
+    """
     anat = canvas.anat
     sw = 0.040 * anat.hw / 0.335
-    win = canvas.window(-0.2 * anat.hw - 0.05, 0.2 * anat.hw + 0.05, -anat.apex - 0.1, 1.5)
-    dx, dy = canvas.dx[win], canvas.dy[win]
+    win = canvas.window(-0.2 * anat.hw - 0.05 - abs(curve), 0.2 * anat.hw + 0.05 + abs(curve), -anat.apex - 0.1, 1.5)
+    dx_air, dy = canvas.dx[win], canvas.dy[win]
+    dx = dx_air - _F(curve) * np.exp(-(((dy - _F(0.15 * anat.lh)) * _F(1 / (0.4 * anat.lh))) ** 2))
     period = _F(0.055 * anat.lh / 0.6)
     ph = dy / period - np.floor(dy / period)
     disc = _F(1) - _F(0.35) * np.exp(-(((ph - _F(0.9)) * _F(1 / 0.07)) ** 2))
@@ -606,13 +611,13 @@ def _spine_trachea(canvas: _Canvas) -> tuple[np.ndarray, tuple[slice, slice]]:
     # trachea: air column down to the carina; main bronchi toward the hila
     carina = 0.40 * anat.lh
     tw = _F(0.021 * anat.hw / 0.335)
-    trach = _tube(dx / tw) * _ramp(_F(carina) - dy, 0.01)
+    trach = _tube(dx_air / tw) * _ramp(_F(carina) - dy, 0.01)
     bronchi: tuple[tuple[Side, float], ...] = (("right", 0.55), ("left", 1.0))  # the left one is more horizontal
     for side, slope in bronchi:
         s = _F(_SIGN[side])
         t = dy - _F(carina)
         along = np.clip(t, 0, 0.11 * anat.lh)
-        off = s * dx - along * _F(slope)
+        off = s * dx_air - along * _F(slope)
         trach = np.maximum(trach, _F(0.8) * _tube(off / (tw * _F(0.8))) * _ramp(t, 0.005)
                            * _ramp(_F(0.11 * anat.lh) - t, 0.02))
     return spine - _F(0.20) * trach, win
@@ -848,6 +853,60 @@ def _devices(canvas: _Canvas, devices: tuple[str, ...], ctr: float, rng: np.rand
     return boxes
 
 
+def _with_lung_volumes(anat: _Anatomy, incidental: Sequence[Incidental]) -> _Anatomy:
+    """Low lung volumes (poor inspiration: shorter lungs, higher diaphragm, crowded vessels) or hyperinflation
+    (COPD: taller lungs, flattened hemidiaphragms, a narrow heart, sparse vessels); else ``anat`` unchanged."""
+    if "low lung volumes" in incidental:
+        return replace(anat, lh=anat.lh * 0.86, vessel_gain=anat.vessel_gain * 1.15)
+    if "hyperinflation" in incidental:
+        dome = {side: top + 0.6 * (1.0 - top) for side, top in anat.dome.items()}
+        return replace(anat, lh=min(anat.lh * 1.12, 0.88 - anat.apex), dome=dome, ctr=anat.ctr * 0.9,
+                       vessel_gain=anat.vessel_gain * 0.8)
+    return anat
+
+
+def _incidental(canvas: _Canvas, incidental: Sequence[Incidental], rng: np.random.Generator,
+                atten: np.ndarray) -> None:
+    """Sternotomy wires, a calcified aortic knob, a hiatal hernia and cholecystectomy clips, drawn into ``atten``
+    (lung volumes and scoliosis change the anatomy instead: :func:`_with_lung_volumes`, :func:`_spine_trachea`)."""
+    anat = canvas.anat
+    hw, lh = anat.hw, anat.lh
+    scale = anat.height / 768
+
+    def stroke(points: list[tuple[float, float]], half_px: float, amp: float) -> None:
+        cover, win = _draw_line(canvas, _polyline(canvas, points, n=8), half_px * scale)
+        atten[win] += _F(amp) * cover
+
+    if "sternotomy" in incidental:  # 5-7 twisted wire loops along the sternum, over the mediastinum and heart
+        n = int(rng.integers(5, 8))
+        for y in np.linspace(0.20, 0.62, n) * lh:
+            y += float(rng.normal(0, 0.008))
+            rx, ry = 0.014 * hw / 0.335, 0.007
+            t = np.linspace(0, 2 * math.pi, 9)
+            stroke([(rx * math.cos(u), y + ry * math.sin(u)) for u in t], 1.0, 0.9)
+            stroke([(rx, y), (rx + 0.008, y + 0.002)], 1.0, 0.9)  # the twist
+    if "aortic calcification" in incidental:  # a thin bright crescent inside the aortic knob's contour
+        vs = np.linspace(0.19, 0.35, 6)
+        a = 0.11 + anat.knob * np.exp(-(((vs - 0.27) / 0.08) ** 2)) - 0.015
+        stroke([(float(ai) * hw, float(v) * lh) for ai, v in zip(a, vs, strict=True)], 2.0, 0.5)
+    if "hiatal hernia" in incidental:  # retrocardiac gas with an air-fluid level, behind the lower heart
+        cx, cy = 0.08 * hw, (anat.heart_low - 0.10) * lh
+        rx, ry = 0.10 * hw, 0.075 * lh
+        win = canvas.window(cx - rx, cx + rx, cy - ry, cy + ry)
+        dx, dy = canvas.dx[win], canvas.dy[win]
+        sac = _ellipse(dx, dy, cx, cy, rx, ry, 1.5 * canvas.px)
+        gas = _ramp(_F(cy + 0.25 * ry) - dy, 0.002)
+        atten[win] += _F(-0.30) * sac * gas + _F(0.02) * sac * (_F(1) - gas)
+    if "cholecystectomy clips" in incidental:  # 2-4 short metal clips below the right hemidiaphragm
+        for _ in range(int(rng.integers(2, 5))):
+            x = -float(rng.uniform(0.40, 0.62)) * hw
+            y = (anat.dome["right"] + float(rng.uniform(0.12, 0.24))) * lh
+            ang = float(rng.uniform(0, math.pi))
+            d = 0.007
+            stroke([(x - d * math.cos(ang), y - d * math.sin(ang)), (x + d * math.cos(ang), y + d * math.sin(ang))],
+                   1.3, 1.2)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------------------
@@ -863,9 +922,10 @@ def _display(atten: np.ndarray, exposure: float) -> np.ndarray:
 
 def render_cxr_detailed(findings: CxrFindings, acquisition: CxrAcquisition, rng: np.random.Generator) -> CxrRender:
     """Render a frontal chest radiograph; see :func:`render_cxr`. Also returns anatomy boxes and the drawn CTR."""
-    anat = _sample_anatomy(acquisition, rng)
+    anat = _with_lung_volumes(_sample_anatomy(acquisition, rng), findings.incidental)
     canvas = _Canvas(anat)
     streams = {name: np.random.default_rng(seed) for name, seed in anat.seeds.items()}
+    streams["incidental"] = np.random.default_rng([anat.seeds["devices"], 1])  # no extra draw from ``rng``
     boxes: list[Box] = []
 
     atten = _body(canvas)  # [H, W]
@@ -918,9 +978,11 @@ def render_cxr_detailed(findings: CxrFindings, acquisition: CxrAcquisition, rng:
     for lung in lungs.values():
         bones, win = _ribs_clavicle(canvas, lung)
         atten[win] += bones
-    spine, win = _spine_trachea(canvas)
+    scoliosis = {"dextroconvex scoliosis": -0.05, "levoconvex scoliosis": 0.05}
+    spine, win = _spine_trachea(canvas, sum(scoliosis.get(i, 0.0) for i in findings.incidental))
     atten[win] += spine
     atten += _extras(canvas)
+    _incidental(canvas, findings.incidental, streams["incidental"], atten)
 
     hb = _bbox(heart > 0.5, heart_win)
     if findings.cardiomegaly is not None and hb is not None:
@@ -952,8 +1014,9 @@ def render_cxr(findings: CxrFindings, acquisition: CxrAcquisition, rng: np.rando
     ``H = acquisition.size`` and ``W`` between 0.8 H and H, and the boxes in its pixel coordinates (``x, y``
     = top-left). Findings: cardiomegaly (box = cardiac silhouette), one pleural-effusion box per side, an apical
     pneumothorax, consolidation/pneumonia or an ill-defined opacity in a lobe, bilateral edema (one box per
-    lung), basal atelectasis per side, and one "Support Devices" box per device. The patient's right is on the
-    image's left.
+    lung), basal atelectasis per side, and one "Support Devices" box per device. Incidental findings
+    (``findings.incidental``: sternotomy wires, lung volumes, scoliosis, ...) are drawn without a box. The
+    patient's right is on the image's left.
     """
     out = render_cxr_detailed(findings, acquisition, rng)
     return out.image, out.boxes

@@ -32,9 +32,11 @@ from typing import Literal
 import numpy as np
 
 from medclr.synth.state import (
+    INCIDENTAL_FINDINGS,
     CxrAcquisition,
     CxrFindings,
     EcgFindings,
+    Incidental,
     Lobe,
     MiTerritory,
     Severity,
@@ -223,6 +225,43 @@ def sample_study(rng: np.random.Generator, p: Patient, number: int, hours: float
                        history=_history(p, acute))
     offset = float(rng.normal(0, 6)) if rng.random() < 0.85 else float(rng.uniform(48, 400))  # some unpaired
     return Study(p, number, hours, offset, state, {"Heart Failure": heart_failure_statement(cxr, ecg)})
+
+
+def add_incidental(rng: np.random.Generator, studies: list[Study]) -> list[Study]:
+    """A patient's studies with incidental findings added (clinical presets; no CheXpert label, no box).
+
+    Real reports describe what makes one normal film unlike another: median sternotomy wires (cardiac surgery,
+    likelier after an MI or with heart failure), hyperinflated lungs (COPD, with age), thoracic scoliosis, a hiatal
+    hernia, a calcified aortic knob (with age), cholecystectomy clips; these are the patient's and persist over
+    their studies. Low lung volumes are the study's (poor inspiration; likelier on portable AP films, never with
+    hyperinflation). Without them the normal studies' reports are interchangeable and report -> X-ray retrieval
+    cannot single one out (README: the label ceiling). Drawn from their own generator, so every other finding,
+    pixel and word of the world is unchanged by them.
+    """
+    p = studies[0].patient
+    old = max(p.age - 50, 0) / 30  # 0 up to 50, ~1.5 at 95
+    chronic: set[Incidental] = set()
+    if _p(rng, 0.04 + (0.25 if p.prior_mi else 0.0) + (0.12 if p.heart_failure else 0.0)):
+        chronic.add("sternotomy")
+    copd = _p(rng, 0.04 + 0.05 * old)
+    if _p(rng, 0.08):
+        chronic.add("dextroconvex scoliosis" if rng.random() < 0.6 else "levoconvex scoliosis")
+    if _p(rng, 0.03 + 0.03 * old):
+        chronic.add("hiatal hernia")
+    if _p(rng, 0.03 + 0.12 * old):
+        chronic.add("aortic calcification")
+    if _p(rng, 0.07 if p.sex == "F" else 0.03):
+        chronic.add("cholecystectomy clips")
+    out = []
+    for study in studies:
+        items = set(chronic)
+        if copd:
+            items.add("hyperinflation")
+        elif _p(rng, 0.35 if study.state.acquisition.view == "AP" else 0.10):
+            items.add("low lung volumes")
+        cxr = replace(study.state.cxr, incidental=tuple(i for i in INCIDENTAL_FINDINGS if i in items))
+        out.append(replace(study, state=replace(study.state, cxr=cxr)))
+    return out
 
 
 def sample_xor_study(rng: np.random.Generator, p: Patient, number: int, hours: float, sizes: tuple[int, int]) -> Study:

@@ -45,6 +45,7 @@ def _truth_row(study: Study, ids: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "cohort": p.cohort, **ids, "study_number": study.number, "age": p.age, "sex": p.sex,
         "ecg_offset_hours": round(study.ecg_offset_hours, 3), "history": "; ".join(study.state.history),
+        "incidental": "; ".join(study.state.cxr.incidental),
         "cxr_path": "", "ecg_path": "", "boxes": "[]", "ecg_findings": "[]",
     }
     row.update({f"cxr/{k}": float(v) for k, v in study.state.cxr.labels.items()})

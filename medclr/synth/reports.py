@@ -20,7 +20,10 @@ with :func:`medclr.io.reports.parse_sections` into those keys. De-identified spa
   "interstitial edema", cardiomegaly as "<severity> cardiomegaly"/"enlarged cardiac silhouette", devices as
   "endotracheal tube terminates X cm above the carina", "right internal jugular central venous catheter ... SVC",
   "left chest wall pacemaker with leads in the right atrium and right ventricle". A sentence never names more
-  than one lateralised finding, so its side words belong to that finding.
+  than one lateralised finding, so its side words belong to that finding. Incidental findings
+  (``state.cxr.incidental``: sternotomy wires, low or hyperinflated lung volumes, scoliosis, hiatal hernia, aortic
+  calcification, cholecystectomy clips) get one sentence each (:data:`INCIDENTAL_PHRASES`) with probability
+  :data:`INCIDENTAL_MENTION_RATE`, and no CheXpert fact.
 - Absent findings are negated at MIMIC-like rates (:data:`NEGATION_RATES`: effusion and pneumothorax most
   often, atelectasis rarely), alone or grouped ("No focal consolidation, pleural effusion or pneumothorax."),
   and normal statements stand for others ("Heart size is normal." = no cardiomegaly, "Mediastinal and hilar
@@ -85,7 +88,7 @@ import math
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -97,6 +100,8 @@ __all__ = [
     "FALSE_HEDGE_LABELS",
     "HEDGE_RATES",
     "HISTORY_PHRASES",
+    "INCIDENTAL_MENTION_RATE",
+    "INCIDENTAL_PHRASES",
     "NEGATION_RATES",
     "PROTECTED_WORDS",
     "XOR_FACT_WORDS",
@@ -504,6 +509,44 @@ _NOUNS: dict[str, tuple[str, ...]] = {
 _NOUN_ORDER = (CONS, LO, EDEMA, PNA, ATEL, LESION, EFF, PTX)
 
 
+INCIDENTAL_PHRASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sternotomy": ("heart", ("Median sternotomy wires are intact.", "The patient is status post median sternotomy.",
+                             "Intact median sternotomy wires.", "Status post median sternotomy and CABG.")),
+    "low lung volumes": ("lungs", ("Lung volumes are low.", "Low lung volumes.", "The lungs are low in volume.",
+                                   "Low lung volumes accentuate the bronchovascular markings.")),
+    "hyperinflation": ("lungs", ("The lungs are hyperinflated.", "Hyperinflated lungs, consistent with COPD.",
+                                 "Hyperinflation with flattening of the hemidiaphragms.",
+                                 "The lungs are hyperexpanded, compatible with emphysema.")),
+    "dextroconvex scoliosis": ("bones", ("Dextroconvex scoliosis of the thoracic spine.",
+                                         "Mild dextroconvex curvature of the upper thoracic spine.",
+                                         "There is dextroscoliosis of the thoracic spine.")),
+    "levoconvex scoliosis": ("bones", ("Levoconvex scoliosis of the thoracic spine.",
+                                       "Mild levoconvex curvature of the upper thoracic spine.",
+                                       "There is levoscoliosis of the thoracic spine.")),
+    "hiatal hernia": ("heart", ("A hiatal hernia is noted.", "Retrocardiac air-fluid level consistent with a hiatal "
+                                "hernia.", "There is a hiatal hernia.")),
+    "aortic calcification": ("heart", ("Calcification of the aortic knob is noted.", "The aortic knob is calcified.",
+                                       "Atherosclerotic calcifications of the aortic arch.",
+                                       "Aortic arch calcifications are present.")),
+    "cholecystectomy clips": ("bones", ("Cholecystectomy clips are noted in the right upper quadrant.",
+                                        "Surgical clips project over the right upper quadrant.",
+                                        "Clips in the right upper quadrant from prior cholecystectomy.")),
+}
+"""Each incidental finding (:data:`medclr.synth.state.INCIDENTAL_FINDINGS`) -> (FINDINGS block, paraphrases)."""
+INCIDENTAL_MENTION_RATE = 0.9
+"""Share of present incidental findings a report describes (radiologists skip some; absent ones never)."""
+
+
+def _incidental(incidental: Sequence[str], rng: np.random.Generator) -> list[Sentence]:
+    """Sentences for the incidental findings (no CheXpert facts), each kept with :data:`INCIDENTAL_MENTION_RATE`."""
+    out = []
+    for name in incidental:
+        block, texts = INCIDENTAL_PHRASES[name]
+        if rng.random() < INCIDENTAL_MENTION_RATE:
+            out.append(Sentence(_choose(rng, texts), {}, block))
+    return out
+
+
 def _negations(negated: Sequence[str], heart_normal: bool, rng: np.random.Generator) -> list[Sentence]:
     """Sentences for the labels to negate: normal statements, then noun groups ("No X, Y or Z.")."""
     out: list[Sentence] = []
@@ -722,11 +765,21 @@ def compose_radiology_report(
     blocks["devices"] += devices
     if f.cardiomegaly is not None and rng.random() < 0.4:
         blocks["heart"].append(Sentence("Hilar contours are unremarkable.", {}, "heart"))
+    if f.incidental:  # their own generator (seeded from ``rng``): reports without any are unchanged by them
+        for sentence in _incidental(f.incidental, np.random.default_rng(int(rng.integers(2**63)))):
+            blocks[sentence.block].append(sentence)
+    volumes_abnormal = bool({"low lung volumes", "hyperinflation"} & set(f.incidental))
     for i in rng.permutation(len(negations)):
-        blocks[negations[i].block].append(negations[i])
+        negation = negations[i]
+        if volumes_abnormal and negation.text == "Lungs are well expanded and clear.":
+            negation = replace(negation, text="The lungs are clear.")
+        blocks[negation.block].append(negation)
     if rng.random() < 0.2:
-        blocks["bones"].append(Sentence(_choose(rng, ("Visualized osseous structures are unremarkable.",
-                                                      "Degenerative changes are noted in the thoracic spine.")), {}))
+        bones = _choose(rng, ("Visualized osseous structures are unremarkable.",
+                              "Degenerative changes are noted in the thoracic spine."))
+        spine_abnormal = any(name.endswith("scoliosis") for name in f.incidental)
+        if not (bones.startswith("Visualized") and (spine_abnormal or blocks["bones"])):
+            blocks["bones"].append(Sentence(bones, {}, "bones"))
     order = _choose(rng, _BLOCK_ORDERS)
     findings = tuple(s for b in order for s in blocks[b])
 

@@ -23,6 +23,8 @@ Severity = Literal["mild", "moderate", "severe"]
 Rhythm = Literal["SR", "AFIB", "SBRAD", "STACH"]
 MiTerritory = Literal["anterior", "inferior", "lateral"]
 Conduction = Literal["LBBB", "RBBB", "AVB1"]
+Incidental = Literal["sternotomy", "low lung volumes", "hyperinflation", "dextroconvex scoliosis",
+                     "levoconvex scoliosis", "hiatal hernia", "aortic calcification", "cholecystectomy clips"]
 
 CXR_FINDINGS: tuple[str, ...] = (
     "Cardiomegaly",
@@ -36,6 +38,13 @@ CXR_FINDINGS: tuple[str, ...] = (
     "Support Devices",
 )
 """CheXpert names of the findings the phantom renders ("No Finding" = none of them)."""
+
+INCIDENTAL_FINDINGS: tuple[Incidental, ...] = (
+    "sternotomy", "low lung volumes", "hyperinflation", "dextroconvex scoliosis", "levoconvex scoliosis",
+    "hiatal hernia", "aortic calcification", "cholecystectomy clips",
+)
+"""Chronic or incidental findings that carry no CheXpert label but that real reports describe (sternotomy wires,
+lung volumes, scoliosis, ...): they make one normal radiograph and its report different from another's."""
 
 ECG_CLASSES: tuple[str, ...] = ("NORM", "MI", "STTC", "CD", "HYP")
 """PTB-XL diagnostic superclasses the simulator renders."""
@@ -60,6 +69,7 @@ class CxrFindings:
     atelectasis_sides: tuple[Side, ...] = ()  # basal (plate-like)
     opacity_lobe: Lobe | None = None  # an ill-defined opacity without a more specific label
     support_devices: tuple[Literal["ett", "central line", "pacemaker"], ...] = ()
+    incidental: tuple[Incidental, ...] = ()  # no CheXpert label (see INCIDENTAL_FINDINGS)
 
     @property
     def labels(self) -> dict[str, bool]:

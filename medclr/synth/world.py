@@ -36,7 +36,15 @@ from tqdm.auto import tqdm
 
 from medclr.errors import MedclrInputError
 from medclr.synth import layouts
-from medclr.synth.latent import Cohort, Patient, Study, sample_patient, sample_study, sample_xor_study
+from medclr.synth.latent import (
+    Cohort,
+    Patient,
+    Study,
+    add_incidental,
+    sample_patient,
+    sample_study,
+    sample_xor_study,
+)
 
 COHORT_SHARES: dict[Cohort, float] = {"mimic": 0.6, "chexpert": 0.2, "ptbxl": 0.2}
 
@@ -91,7 +99,9 @@ def plan_patient(seed: int, index: int, n_patients: int, preset: Preset) -> list
         sampler = sample_xor_study if preset.xor else sample_study
         studies.append(sampler(rng, patient, number, hours, preset.cxr_sizes))
         hours += float(rng.uniform(24 * 20, 24 * 400))
-    return studies
+    if preset.xor:
+        return studies
+    return add_incidental(np.random.default_rng([seed, index, 0, 1]), studies)  # own stream: the rest is unchanged
 
 
 def _ids(patient: Patient, number: int) -> dict[str, Any]:

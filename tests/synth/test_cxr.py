@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 import pytest
 
 from medclr.synth.cxr import Box, CxrRender, grounding_phrases, render_cxr, render_cxr_detailed, to_stored
-from medclr.synth.state import CXR_FINDINGS, CxrAcquisition, CxrFindings, Side
+from medclr.synth.state import CXR_FINDINGS, CxrAcquisition, CxrFindings, Incidental, Side
 
 SIZE = 320
 ACQ = CxrAcquisition(size=SIZE, noise=0.02)
@@ -229,3 +230,44 @@ def test_to_stored_bits_and_monochrome1(bits: int) -> None:
 def test_to_stored_rejects_bad_bits() -> None:
     with pytest.raises(ValueError, match="bits_stored"):
         to_stored(np.zeros((2, 2)), 17, False)
+
+
+@pytest.mark.parametrize("name", ["sternotomy", "aortic calcification", "hiatal hernia", "cholecystectomy clips"])
+def test_incidental_finding_is_drawn_where_it_belongs_and_moves_no_box(name: Incidental) -> None:
+    """Wires, clips, calcification and hernia add pixels near the midline or below the right dome, change no box."""
+    plain = _render(ALL)
+    out = _render(replace(ALL, incidental=(name,)))
+    assert out.boxes == plain.boxes
+    diff = np.abs(out.image - plain.image) > 0.03
+    rows, cols = np.nonzero(diff)
+    assert rows.size > 0, name
+    heart = plain.anatomy["heart"]
+    if name == "cholecystectomy clips":  # right upper quadrant: the image's left, below the right lung
+        right_lung = plain.anatomy["right lung"]
+        assert cols.max() < SIZE / 2 and rows.min() > right_lung.y + 0.6 * right_lung.h
+    else:  # sternum, aortic knob, retrocardiac: within the mediastinum's width of the midline
+        assert np.abs(cols - out.image.shape[1] / 2).max() < heart.w, name
+
+
+def test_lung_volumes_change_the_lungs_height() -> None:
+    """Low volumes shorten the lungs, hyperinflation lengthens them; scoliosis leaves them alone."""
+    height = {name: _render(CxrFindings(incidental=names)).anatomy["right lung"].h
+              for name, names in (("normal", ()), ("low", ("low lung volumes",)), ("copd", ("hyperinflation",)),
+                                  ("scoliosis", ("dextroconvex scoliosis",)))}
+    assert height["low"] < 0.92 * height["normal"] < 0.92 * 1.1 * height["normal"] < height["copd"]
+    assert height["scoliosis"] == height["normal"]
+
+
+def test_scoliosis_bows_the_spine_toward_its_convex_side() -> None:
+    """Dextroconvex (convex to the patient's right) moves the upper thoracic spine to the image's left."""
+    plain = _render(CxrFindings(), acq=replace(ACQ, noise=0.0))
+    band = slice(int(0.02 * SIZE), int(0.12 * SIZE))  # above the lungs, between the clavicles: the spine is visible
+
+    def spine_col(image: np.ndarray) -> float:
+        w = image.shape[1]
+        mid = image[band, w // 2 - 25:w // 2 + 25].mean(axis=0)
+        return float(np.argmax(mid)) + w // 2 - 25
+
+    dextro = _render(CxrFindings(incidental=("dextroconvex scoliosis",)), acq=replace(ACQ, noise=0.0))
+    levo = _render(CxrFindings(incidental=("levoconvex scoliosis",)), acq=replace(ACQ, noise=0.0))
+    assert spine_col(dextro.image) < spine_col(plain.image) < spine_col(levo.image)

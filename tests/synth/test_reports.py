@@ -17,6 +17,8 @@ from medclr.synth.reports import (
     CHEXPERT_LABELS,
     FALSE_HEDGE_LABELS,
     HISTORY_PHRASES,
+    INCIDENTAL_MENTION_RATE,
+    INCIDENTAL_PHRASES,
     LATERALITY_WORDS,
     NEGATION_WORDS,
     PROTECTED_WORDS,
@@ -407,3 +409,25 @@ def test_machine_continuations_join_back() -> None:
         assert statements[:2] == ["Atrial fibrillation", "with rapid ventricular response"]
         assert statement_facts(statements)["AFIB"] == 1.0
     assert "with slow ventricular response" in _statements(replace(findings, heart_rate=50), continuation_rate=1.0)
+
+
+def test_incidental_findings_are_described_without_facts() -> None:
+    """Each present incidental finding gets its sentence at INCIDENTAL_MENTION_RATE, never an absent one, never a
+    CheXpert fact, and a report of abnormal lung volumes never calls the lungs well expanded."""
+    names = ("sternotomy", "hyperinflation", "levoconvex scoliosis", "cholecystectomy clips")
+    state = StudyState(cxr=CxrFindings(incidental=names))  # type: ignore[arg-type]
+    said = dict.fromkeys(INCIDENTAL_PHRASES, 0)
+    n = 300
+    for seed in range(n):
+        report = _report(state, seed, false_hedge_rate=0.0)
+        assert report.facts["No Finding"] == 1.0
+        assert "well expanded" not in report.text and "osseous structures are unremarkable" not in report.text
+        for name, (block, texts) in INCIDENTAL_PHRASES.items():
+            hits = [s for s in report.findings if s.text in texts]
+            assert len(hits) <= 1 and all(s.block == block and not s.facts for s in hits)
+            said[name] += bool(hits)
+    for name, count in said.items():
+        if name in names:
+            assert abs(count / n - INCIDENTAL_MENTION_RATE) < 0.06, (name, count)
+        else:
+            assert count == 0, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ import pytest
 from medclr.data import PrepareOptions, prepare, read_manifest
 from medclr.errors import MedclrInputError
 from medclr.synth.cxr import Box, grounding_phrases
-from medclr.synth.latent import heart_failure_statement
-from medclr.synth.state import CxrFindings, EcgFindings
-from medclr.synth.world import PRESETS, generate_world, plan_patient
+from medclr.synth.latent import heart_failure_statement, sample_patient, sample_study
+from medclr.synth.state import INCIDENTAL_FINDINGS, CxrFindings, EcgFindings
+from medclr.synth.world import PRESETS, cohort_of, generate_world, plan_patient
 
 N_PATIENTS = 12
 
@@ -118,3 +119,40 @@ def test_xor_preset_bits_are_balanced_and_independent() -> None:
 def test_too_few_patients_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MedclrInputError, match="too few"):
         generate_world(tmp_path, preset="tiny", patients=3, progress=False)
+
+
+def test_incidental_findings_persist_and_change_nothing_else() -> None:
+    """Chronic incidental findings stay with the patient; lung volumes are per study; the rest of the world is the
+    same as without them (own random stream); the xor world has none."""
+    spec = PRESETS["demo"]
+    patients = [plan_patient(0, i, 800, spec) for i in range(800)]
+    for studies in patients:
+        chronic = [set(s.state.cxr.incidental) - {"low lung volumes", "hyperinflation"} for s in studies]
+        assert all(c == chronic[0] for c in chronic)
+        for s in studies:
+            assert not {"low lung volumes", "hyperinflation"} <= set(s.state.cxr.incidental)
+    # without them, the same studies as the sampler alone gives
+    for index in (0, 5, 17):
+        rng = np.random.default_rng([0, index, 0])
+        patient = sample_patient(rng, index, cohort_of(index, 800))
+        hours, plain = 0.0, []
+        for number in range(patient.n_studies):
+            plain.append(sample_study(rng, patient, number, hours, spec.cxr_sizes))
+            hours += float(rng.uniform(24 * 20, 24 * 400))
+        stripped = [replace(s, state=replace(s.state, cxr=replace(s.state.cxr, incidental=()))) for s in
+                    patients[index]]
+        assert stripped == plain
+    studies = [s for p in patients for s in p]
+    share = {name: np.mean([name in s.state.cxr.incidental for s in studies]) for name in INCIDENTAL_FINDINGS}
+    assert all(0.01 < v < 0.3 for v in share.values()), share
+    assert 0.3 < np.mean([bool(s.state.cxr.incidental) for s in studies]) < 0.7
+    mi = np.array([s.patient.prior_mi is not None for s in studies])
+    sternotomy = np.array(["sternotomy" in s.state.cxr.incidental for s in studies])
+    assert sternotomy[mi].mean() > 2 * sternotomy[~mi].mean()
+    assert not any(s.state.cxr.incidental for i in range(100) for s in plan_patient(0, i, 100, PRESETS["xor"]))
+
+
+def test_truth_lists_incidental_findings(world: Path) -> None:
+    truth = pd.read_csv(world / "truth.csv", keep_default_na=False)
+    named = {name for cell in truth["incidental"] for name in cell.split("; ") if name}
+    assert named and named <= set(INCIDENTAL_FINDINGS)
