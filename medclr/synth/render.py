@@ -12,6 +12,7 @@ import numpy as np
 
 from medclr.synth import layouts
 from medclr.synth.latent import Study
+from medclr.synth.state import INCIDENTAL_FINDINGS
 
 if TYPE_CHECKING:
     from medclr.synth.world import Preset
@@ -45,12 +46,12 @@ def _truth_row(study: Study, ids: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "cohort": p.cohort, **ids, "study_number": study.number, "age": p.age, "sex": p.sex,
         "ecg_offset_hours": round(study.ecg_offset_hours, 3), "history": "; ".join(study.state.history),
-        "incidental": "; ".join(study.state.cxr.incidental),
         "cxr_path": "", "ecg_path": "", "boxes": "[]", "ecg_findings": "[]",
     }
     row.update({f"cxr/{k}": float(v) for k, v in study.state.cxr.labels.items()})
     row.update({f"ecg/{k}": float(v) for k, v in study.state.ecg.superclasses.items()})
     row.update({f"joint/{k}": float(v) for k, v in study.joint.items()})
+    row.update({f"incidental/{k}": float(k in study.state.cxr.incidental) for k in INCIDENTAL_FINDINGS})
     return row
 
 

@@ -152,7 +152,14 @@ def test_incidental_findings_persist_and_change_nothing_else() -> None:
     assert not any(s.state.cxr.incidental for i in range(100) for s in plan_patient(0, i, 100, PRESETS["xor"]))
 
 
-def test_truth_lists_incidental_findings(world: Path) -> None:
-    truth = pd.read_csv(world / "truth.csv", keep_default_na=False)
-    named = {name for cell in truth["incidental"] for name in cell.split("; ") if name}
-    assert named and named <= set(INCIDENTAL_FINDINGS)
+def test_truth_and_manifest_carry_incidental_findings(world: Path, tmp_path: Path) -> None:
+    truth = pd.read_csv(world / "truth.csv")
+    columns = [f"incidental/{name}" for name in INCIDENTAL_FINDINGS]
+    assert set(np.unique(truth[columns].to_numpy())) == {0.0, 1.0}
+    report = prepare("synth", PrepareOptions(root=world, progress=False), tmp_path / "paired.parquet")
+    manifest = read_manifest(report.manifest_path)
+    names = [f"cxr:{name}" for name in INCIDENTAL_FINDINGS]
+    assert manifest.info.label_sets["cxr_incidental"] == names
+    by_image = truth.dropna(subset=["cxr_path"]).set_index("cxr_path")
+    expected = by_image.loc["mimic-cxr/" + manifest.frame["cxr_path"], columns].to_numpy()
+    assert np.array_equal(manifest.label_matrix(names), expected)

@@ -8,7 +8,10 @@
   ``xor``; see :mod:`medclr.synth.latent`);
 - the **true ECG superclasses** (``label_sets["ecg_truth"]``, columns ``ecg:NORM`` ...), since MIMIC-IV-ECG
   has no diagnostic labels of its own, and the **true X-ray findings** (``label_sets["cxr_truth"]``, columns
-  ``cxr:Cardiomegaly`` ...), which evaluation prefers over the labeler's view on synthetic data.
+  ``cxr:Cardiomegaly`` ...), which evaluation prefers over the labeler's view on synthetic data;
+- the **incidental findings** (``label_sets["cxr_incidental"]``, columns ``cxr:sternotomy`` ...; worlds written
+  since 2026-12-06): drawn on the X-ray and described in the report, no CheXpert label. Being ``cxr:`` truth,
+  they count in retrieval's label ceiling (``recall@K/<task>_label_ceiling``).
 
 The X-ray labels stay as the MIMIC adapter reads them (a report labeler's view, uncertain included), as on
 real data. The ``report`` of a study in the clinical presets is its **clinical report**: the radiology report
@@ -53,8 +56,11 @@ def prepare_synth(options: PrepareOptions) -> SourceResult:
     joint = [c for c in truth.columns if c.startswith("joint/")]
     ecg_truth = [c for c in truth.columns if c.startswith("ecg/")]
     cxr_truth = [c for c in truth.columns if c.startswith("cxr/")]
+    incidental = [c for c in truth.columns if c.startswith("incidental/")]  # worlds since 2026-12-06
     for column in cxr_truth:
         frame[f"{LABEL_PREFIX}cxr:{column.removeprefix('cxr/')}"] = keys.map(by_image[column]).astype("float32")
+    for column in incidental:
+        frame[f"{LABEL_PREFIX}cxr:{column.removeprefix('incidental/')}"] = keys.map(by_image[column]).astype("float32")
     for column in joint:
         frame[f"{LABEL_PREFIX}{column.removeprefix('joint/')}"] = keys.map(by_image[column]).astype("float32")
     for column in ecg_truth:
@@ -73,11 +79,13 @@ def prepare_synth(options: PrepareOptions) -> SourceResult:
         "joint": [c.removeprefix("joint/") for c in joint],
         "ecg_truth": [f"ecg:{c.removeprefix('ecg/')}" for c in ecg_truth],
         "cxr_truth": [f"cxr:{c.removeprefix('cxr/')}" for c in cxr_truth],
+        **({"cxr_incidental": [f"cxr:{c.removeprefix('incidental/')}" for c in incidental]} if incidental else {}),
     }
     new_info = ManifestInfo(**{
         **asdict(info), "source": "synth", "label_sets": label_sets,
         "label_policy": {**info.label_policy, "joint": "ground truth of the synthetic world (truth.csv)",
                          "cxr_truth": "ground truth of the synthetic world (truth.csv)",
+                         "cxr_incidental": "ground truth of the synthetic world (truth.csv); no CheXpert label",
                          "ecg_truth": "ground truth of the synthetic world (truth.csv)"},
         "extra": {**info.extra, "world": world,
                   "report": "radiology report + ' ECG: ' + the paired ECG's machine statements" if clinical
