@@ -52,7 +52,7 @@ def _synth(args: argparse.Namespace) -> int:
     from medclr.synth.world import generate_world
 
     summary = generate_world(args.out, preset=args.preset, patients=args.patients, seed=args.seed,
-                             workers=args.workers)
+                             workers=args.workers, incidental=args.incidental)
     sys.stdout.write(summary.line() + "\n")
     return 0
 
@@ -71,6 +71,11 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patients", type=int, help="number of patients (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the world is deterministic for a seed")
     p.add_argument("--workers", type=int, default=0, help="processes (default: CPU count)")
+    p.add_argument("--incidental", action="store_true",
+                   help="add incidental findings that reports describe and X-rays show but no CheXpert label names "
+                   "(sternotomy wires, low or hyperinflated lung volumes, scoliosis, hiatal hernia, aortic "
+                   "calcification, cholecystectomy clips), so normal studies differ; not for xor. To train the demo "
+                   "on it, write it to DIR/world first: `medclr demo --out DIR` reuses it")
     p.set_defaults(handler=_synth)
 
 

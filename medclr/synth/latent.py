@@ -228,7 +228,7 @@ def sample_study(rng: np.random.Generator, p: Patient, number: int, hours: float
 
 
 def add_incidental(rng: np.random.Generator, studies: list[Study]) -> list[Study]:
-    """A patient's studies with incidental findings added (clinical presets; no CheXpert label, no box).
+    """A patient's studies with incidental findings added (`medclr synth --incidental`; no CheXpert label, no box).
 
     Real reports describe what makes one normal film unlike another: median sternotomy wires (cardiac surgery,
     likelier after an MI or with heart failure), hyperinflated lungs (COPD, with age), thoracic scoliosis, a hiatal

@@ -32,7 +32,7 @@ def render_study(root: Path, study: Study, ids: dict[str, Any], when: datetime, 
                  spec: Preset) -> Rows:
     """Files for the study's cohort, plus ``(table path, row)`` pairs including one ``truth.csv`` row."""
     cohort = study.patient.cohort
-    truth = _truth_row(study, ids)
+    truth = _truth_row(study, ids, spec)
     rows: Rows = []
     if cohort in ("mimic", "chexpert"):
         rows += _render_cxr(root, study, ids, when, rng, spec, truth)
@@ -41,7 +41,7 @@ def render_study(root: Path, study: Study, ids: dict[str, Any], when: datetime, 
     return [*rows, ("truth.csv", truth)]
 
 
-def _truth_row(study: Study, ids: dict[str, Any]) -> dict[str, Any]:
+def _truth_row(study: Study, ids: dict[str, Any], spec: Preset) -> dict[str, Any]:
     p = study.patient
     row: dict[str, Any] = {
         "cohort": p.cohort, **ids, "study_number": study.number, "age": p.age, "sex": p.sex,
@@ -51,7 +51,8 @@ def _truth_row(study: Study, ids: dict[str, Any]) -> dict[str, Any]:
     row.update({f"cxr/{k}": float(v) for k, v in study.state.cxr.labels.items()})
     row.update({f"ecg/{k}": float(v) for k, v in study.state.ecg.superclasses.items()})
     row.update({f"joint/{k}": float(v) for k, v in study.joint.items()})
-    row.update({f"incidental/{k}": float(k in study.state.cxr.incidental) for k in INCIDENTAL_FINDINGS})
+    if spec.incidental:
+        row.update({f"incidental/{k}": float(k in study.state.cxr.incidental) for k in INCIDENTAL_FINDINGS})
     return row
 
 

@@ -26,7 +26,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class Preset:
     patients: int
     cxr_sizes: tuple[int, int]  # min, max long side in pixels
     xor: bool = False
+    incidental: bool = False  # sternotomy wires, lung volumes, ... (medclr.synth.latent.add_incidental)
     description: str = ""
 
 
@@ -99,7 +100,7 @@ def plan_patient(seed: int, index: int, n_patients: int, preset: Preset) -> list
         sampler = sample_xor_study if preset.xor else sample_study
         studies.append(sampler(rng, patient, number, hours, preset.cxr_sizes))
         hours += float(rng.uniform(24 * 20, 24 * 400))
-    if preset.xor:
+    if not preset.incidental:
         return studies
     return add_incidental(np.random.default_rng([seed, index, 0, 1]), studies)  # own stream: the rest is unchanged
 
@@ -126,14 +127,18 @@ def _epoch(patient: Patient) -> datetime:
 
 def generate_world(
     out: str | os.PathLike[str], *, preset: str = "demo", patients: int | None = None, seed: int = 0,
-    workers: int = 0, progress: bool = True,
+    workers: int = 0, progress: bool = True, incidental: bool = False,
 ) -> WorldSummary:
-    """Generate a world into ``out`` (see the module docstring); returns what was written."""
+    """Generate a world into ``out`` (see the module docstring); returns what was written. ``incidental``: add
+    incidental findings (sternotomy wires, lung volumes, ...; data_cards/synth.md) to a clinical preset."""
     import time
 
     if preset not in PRESETS:
         raise MedclrInputError(None, f"unknown preset {preset!r}", f"choose one of {', '.join(PRESETS)}")
-    spec = PRESETS[preset]
+    spec = replace(PRESETS[preset], incidental=incidental)
+    if spec.xor and incidental:
+        raise MedclrInputError(None, "--incidental does not apply to the xor preset",
+                               "leave it out: the xor world varies its two bits alone")
     n = spec.patients if patients is None else patients
     if n < 10:
         raise MedclrInputError(None, f"--patients {n} is too few", "use at least 10 (each cohort needs patients)")
@@ -153,7 +158,8 @@ def generate_world(
         {str(k): v for k, v in row.items()} for row in layouts.scp_statements().to_dict("records")
     ]
     layouts.write_tables(root, tables)
-    (root / "world.json").write_text(json.dumps({"preset": preset, "seed": seed, "patients": n}, indent=1))
+    about = {"preset": preset, "seed": seed, "patients": n, **({"incidental": True} if incidental else {})}
+    (root / "world.json").write_text(json.dumps(about, indent=1))
     n_cxr = sum(1 for r in tables["truth.csv"] if r["cxr_path"])
     n_ecg = sum(1 for r in tables["truth.csv"] if r["ecg_path"])
     return WorldSummary(root, preset, seed, n, n_cxr, n_ecg, time.perf_counter() - start)

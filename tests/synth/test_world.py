@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 
 from medclr.data import PrepareOptions, prepare, read_manifest
@@ -123,8 +124,8 @@ def test_too_few_patients_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_incidental_findings_persist_and_change_nothing_else() -> None:
     """Chronic incidental findings stay with the patient; lung volumes are per study; the rest of the world is the
-    same as without them (own random stream); the xor world has none."""
-    spec = PRESETS["demo"]
+    same as without them (own random stream); only a world asked for them has them."""
+    spec = replace(PRESETS["demo"], incidental=True)
     patients = [plan_patient(0, i, 800, spec) for i in range(800)]
     for studies in patients:
         chronic = [set(s.state.cxr.incidental) - {"low lung volumes", "hyperinflation"} for s in studies]
@@ -141,7 +142,7 @@ def test_incidental_findings_persist_and_change_nothing_else() -> None:
             hours += float(rng.uniform(24 * 20, 24 * 400))
         stripped = [replace(s, state=replace(s.state, cxr=replace(s.state.cxr, incidental=()))) for s in
                     patients[index]]
-        assert stripped == plain
+        assert stripped == plain == plan_patient(0, index, 800, PRESETS["demo"])
     studies = [s for p in patients for s in p]
     share = {name: np.mean([name in s.state.cxr.incidental for s in studies]) for name in INCIDENTAL_FINDINGS}
     assert all(0.01 < v < 0.3 for v in share.values()), share
@@ -152,14 +153,31 @@ def test_incidental_findings_persist_and_change_nothing_else() -> None:
     assert not any(s.state.cxr.incidental for i in range(100) for s in plan_patient(0, i, 100, PRESETS["xor"]))
 
 
+def test_incidental_is_not_for_the_xor_world(tmp_path: Path) -> None:
+    with pytest.raises(MedclrInputError, match="xor"):
+        generate_world(tmp_path, preset="xor", patients=12, incidental=True, progress=False)
+
+
 def test_truth_and_manifest_carry_incidental_findings(world: Path, tmp_path: Path) -> None:
-    truth = pd.read_csv(world / "truth.csv")
+    """A world written with incidental findings lists them in truth.csv and the synth manifest as cxr: labels; its
+    images and reports of studies without any are byte-identical to the plain world's."""
+    rich = tmp_path / "rich"
+    generate_world(rich, preset="tiny", patients=N_PATIENTS, seed=3, workers=1, progress=False, incidental=True)
+    assert json.loads((rich / "world.json").read_text())["incidental"] is True
+    truth = pd.read_csv(rich / "truth.csv")
     columns = [f"incidental/{name}" for name in INCIDENTAL_FINDINGS]
     assert set(np.unique(truth[columns].to_numpy())) == {0.0, 1.0}
-    report = prepare("synth", PrepareOptions(root=world, progress=False), tmp_path / "paired.parquet")
+    assert not any(c.startswith("incidental/") for c in pd.read_csv(world / "truth.csv").columns)
+    report = prepare("synth", PrepareOptions(root=rich, progress=False), tmp_path / "paired.parquet")
     manifest = read_manifest(report.manifest_path)
     names = [f"cxr:{name}" for name in INCIDENTAL_FINDINGS]
     assert manifest.info.label_sets["cxr_incidental"] == names
     by_image = truth.dropna(subset=["cxr_path"]).set_index("cxr_path")
     expected = by_image.loc["mimic-cxr/" + manifest.frame["cxr_path"], columns].to_numpy()
     assert np.array_equal(manifest.label_matrix(names), expected)
+    plain = [p for p in by_image.index[by_image[columns].sum(axis=1) == 0] if p.endswith(".dcm")]
+    assert plain
+    for path in plain:  # same pixels, same report (DICOM bytes carry write-time UIDs)
+        assert np.array_equal(pydicom.dcmread(rich / path).pixel_array, pydicom.dcmread(world / path).pixel_array)
+        report = Path(path).parent.with_suffix(".txt")
+        assert (rich / report).read_text() == (world / report).read_text()

@@ -9,9 +9,10 @@
 - the **true ECG superclasses** (``label_sets["ecg_truth"]``, columns ``ecg:NORM`` ...), since MIMIC-IV-ECG
   has no diagnostic labels of its own, and the **true X-ray findings** (``label_sets["cxr_truth"]``, columns
   ``cxr:Cardiomegaly`` ...), which evaluation prefers over the labeler's view on synthetic data;
-- the **incidental findings** (``label_sets["cxr_incidental"]``, columns ``cxr:sternotomy`` ...; worlds written
-  since 2026-12-06): drawn on the X-ray and described in the report, no CheXpert label. Being ``cxr:`` truth,
-  they count in retrieval's label ceiling (``recall@K/<task>_label_ceiling``).
+- the **incidental findings** of a world written with ``medclr synth --incidental`` (``label_sets
+  ["cxr_incidental"]``, columns ``cxr:sternotomy`` ...): drawn on the X-ray and described in the report, no
+  CheXpert label. Being ``cxr:`` truth, they count in retrieval's label ceiling
+  (``recall@K/<task>_label_ceiling``).
 
 The X-ray labels stay as the MIMIC adapter reads them (a report labeler's view, uncertain included), as on
 real data. The ``report`` of a study in the clinical presets is its **clinical report**: the radiology report
@@ -56,7 +57,7 @@ def prepare_synth(options: PrepareOptions) -> SourceResult:
     joint = [c for c in truth.columns if c.startswith("joint/")]
     ecg_truth = [c for c in truth.columns if c.startswith("ecg/")]
     cxr_truth = [c for c in truth.columns if c.startswith("cxr/")]
-    incidental = [c for c in truth.columns if c.startswith("incidental/")]  # worlds since 2026-12-06
+    incidental = [c for c in truth.columns if c.startswith("incidental/")]
     for column in cxr_truth:
         frame[f"{LABEL_PREFIX}cxr:{column.removeprefix('cxr/')}"] = keys.map(by_image[column]).astype("float32")
     for column in incidental:
