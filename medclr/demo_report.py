@@ -18,6 +18,7 @@ stage timings.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -231,7 +232,11 @@ def write_report(path: Path, options: DemoOptions, recipe: Path, rows: list[Resu
     from medclr.atomic import atomic_path
 
     out = path.parent
-    lines = [f"# medclr demo: the `{options.preset}` world", "",
+    about = out / "world" / "world.json"
+    incidental = about.is_file() and bool(json.loads(about.read_text()).get("incidental"))
+    world = f"the `{options.preset}` world" + (" with incidental findings (`medclr synth --incidental`)" if incidental
+                                                 else "")
+    lines = [f"# medclr demo: {world}", "",
              f"Recipe `{recipe}`" + (f" with `run.max_steps={options.steps}`" if options.steps else "")
              + f"; world seed {options.seed}; {options.bootstrap} bootstrap replicates.", "",
              "## Results", "", markdown_table(rows), ""]

@@ -126,6 +126,17 @@ def test_a_finished_demo_is_reused_stage_by_stage(tmp_path: Path, monkeypatch: p
     report = result.report.read_text()
     assert "| zeroshot-cxr | `auroc/Cardiomegaly` | 0.910 [0.850, 0.950] | 40+ / 160- |" in report
     assert "pointing game = map maximum inside a box" in report and "(eval/grounding_plots/roc.png)" in report
+    assert report.startswith("# medclr demo: the `tiny` world\n")
+
+
+def test_the_report_names_a_world_with_incidental_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_finished_demo(tmp_path, steps=30)
+    about = tmp_path / "world" / "world.json"
+    about.write_text(json.dumps({**json.loads(about.read_text()), "incidental": True}))
+    _forbid(monkeypatch)
+    result = run_demo(DemoOptions(out=tmp_path, preset="tiny", progress=False), say=lambda _: None)
+    assert result.report.read_text().startswith(
+        "# medclr demo: the `tiny` world with incidental findings (`medclr synth --incidental`)\n")
 
 
 def test_a_partial_run_is_resumed_and_stale_metrics_are_recomputed(tmp_path: Path,
