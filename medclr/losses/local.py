@@ -20,6 +20,18 @@ Worked example (tau2 -> infinity, one word, one region per image): w = [1, 0]; i
 has v = [0, 1]. Then c = v, Z(image 1) = cos = 1 and Z(image 2) = 0, so with tau3 = 10 the report's row of
 logits is [10, 0] and its cross-entropy against image 1 is log(1 + e^-10) ~ 4.5e-5.
 
+Within-report contrast (optional, ``ConvirtLoss(local_intra_weight=...)``): GLoRIA contrasts a report's words with
+*other images* only, so when two findings share an image (an effusion beside a pneumonia), the word "effusion"
+may attend to the pneumonia's regions and still score its own image highest. LoVT (Mueller, Kaissis, Dehghani &
+Rueckert, "Joint Learning of Localized Representations from Medical Images and Reports", ECCV 2022) also contrasts
+*within* a sample. Here, for each paired report, every real word's region context must be closer to that word
+than to the report's other words::
+
+    L_intra = sum_i s_i * CE_i,   CE_i = -log softmax_k(tau3 * cos(c_i, w_k))[i]   (k over the report's words)
+
+with ``s_i = softmax_i(tau2 * cos(c_i, w_i))`` detached: the words GLoRIA's soft maximum already weighs (the
+finding words, not "the" or "is") carry the term. Cost ``[B, L, M]`` + ``[B, L, L]``: only the positive pairs.
+
 Cost: all B x B (image, report) pairs attend, ``[B, B, L, M]`` scores and ``[B, B, L, D]`` contexts (B = 32,
 L = 128, M = 64, D = 128: 8 M and 17 M floats); the images are processed in chunks to bound the memory.
 Under torchrun the term uses each rank's own rows (its negatives are the local batch; the global term still
@@ -58,6 +70,22 @@ def word_region_scores(regions: Tensor, words: Tensor, word_mask: Tensor, tau_at
     return torch.cat(rows)  # [I, T]
 
 
+def within_report_loss(regions: Tensor, words: Tensor, word_mask: Tensor, tau_attn: float = 4.0,
+                       tau_words: float = 5.0, tau_logits: float = 10.0) -> Tensor:
+    """``L_intra`` (module docstring) averaged over ``n`` paired rows: ``regions [n, M, D]``, ``words [n, L, D]``
+    (unit vectors), ``word_mask [n, L]``. A report with fewer than two real words contributes 0."""
+    mask = word_mask.bool()
+    attn = torch.softmax(tau_attn * torch.einsum("nld,nmd->nlm", words, regions), dim=-1)  # [n, L, M]
+    context = F.normalize(torch.einsum("nlm,nmd->nld", attn, regions), dim=-1)  # [n, L, D]
+    logits = tau_logits * torch.einsum("nld,nkd->nlk", context, words)  # [n, L, L]: context i vs word k
+    logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    ce = -torch.log_softmax(logits, dim=-1).diagonal(dim1=1, dim2=2)  # [n, L]
+    own = (context * words).sum(-1).detach().masked_fill(~mask, float("-inf"))  # [n, L]
+    weight = torch.softmax(tau_words * own, dim=-1).nan_to_num(0.0)  # [n, L]; a row without words: 0
+    several = mask.sum(-1, keepdim=True) > 1
+    return (weight * ce.masked_fill(~mask, 0.0) * several).sum(-1).mean()
+
+
 @dataclass(frozen=True)
 class LocalAlignment:
     """GLoRIA's local term between an image modality's token grid and a text modality's words."""
@@ -88,3 +116,8 @@ class LocalAlignment:
         i2t = row_cross_entropy(logits, target, positives).mean()
         t2i = row_cross_entropy(logits.T, target, positives).mean()
         return lam * i2t + (1.0 - lam) * t2i, i2t, t2i
+
+    def intra_loss(self, regions: Tensor, words: Tensor, word_mask: Tensor) -> Tensor:
+        """The within-report contrast of the ``n`` paired rows (:func:`within_report_loss`) at this term's
+        temperatures."""
+        return within_report_loss(regions.float(), words.float(), word_mask, *self.temperatures)

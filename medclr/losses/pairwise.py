@@ -32,6 +32,9 @@ Options:
   (image, text), added with this weight; the loss then needs the two modalities' token grids
   (``loss(..., tokens={m: EncoderOutput})``, which :class:`medclr.train.parts.ContrastiveStep` passes when
   :attr:`ConvirtLoss.token_modalities` is not empty). See :mod:`medclr.losses.local`.
+* ``local_intra_weight``: LoVT's within-report contrast (Mueller et al., ECCV 2022) added with this weight: each
+  word's region context must match its own word better than the report's other words
+  (:func:`medclr.losses.local.within_report_loss`); needs ``local_weight`` > 0.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class ConvirtLoss(MultimodalLoss):
                  uniform_weight: float = 0.0,
                  uniform_t: float = 2.0, local_weight: float = 0.0,
                  local_pair: Sequence[str] = ("cxr", "report"),
-                 local_temperatures: Sequence[float] = GLORIA_TEMPERATURES) -> None:
+                 local_temperatures: Sequence[float] = GLORIA_TEMPERATURES, local_intra_weight: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1]; got {lam}")
@@ -93,6 +96,10 @@ class ConvirtLoss(MultimodalLoss):
             raise ValueError(f"local_weight must be >= 0 and local_pair an (image, text) pair; "
                              f"got {local_weight}, {local_pair!r}")
         self.local_weight = float(local_weight)
+        if local_intra_weight < 0 or (local_intra_weight and not local_weight):
+            raise ValueError(f"local_intra_weight must be >= 0 and needs local_weight > 0; got {local_intra_weight} "
+                             f"with local_weight {local_weight}")
+        self.local_intra_weight = float(local_intra_weight)
         self.local = LocalAlignment(str(local_pair[0]), str(local_pair[1]),
                                     tuple(float(t) for t in local_temperatures))  # type: ignore[arg-type]
 
@@ -103,6 +110,7 @@ class ConvirtLoss(MultimodalLoss):
 
     def extra_repr(self) -> str:
         local = f", local_weight={self.local_weight}, local_pair={self.token_modalities}" if self.local_weight else ""
+        local += f", local_intra_weight={self.local_intra_weight}" if self.local_intra_weight else ""
         hard = f", hard_negative_beta={self.hard_negative_beta}" if self.hard_negative_beta else ""
         return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{hard}{local}"
 
@@ -130,12 +138,12 @@ class ConvirtLoss(MultimodalLoss):
         if self.local_weight:
             local = self._local(tokens, present, groups, positives, out)
             if local is not None:
-                out["loss"] = out["loss"] + self.local_weight * local
+                out["loss"] = out["loss"] + local
         return out
 
     def _local(self, tokens: Mapping[str, EncoderOutput] | None, present: Masks | None, groups: Masks | None,
                positives: Tensor | None, out: dict[str, Tensor]) -> Tensor | None:
-        """The local term on this rank's rows that have both modalities (None when no row has them)."""
+        """The weighted local term(s) on this rank's rows that have both modalities (None when no row has them)."""
         a, b = self.token_modalities
         if tokens is None or a not in tokens or b not in tokens:
             raise MedclrInputError(None, f"local_weight > 0 needs the token grids of {a!r} and {b!r}; got "
@@ -156,7 +164,12 @@ class ConvirtLoss(MultimodalLoss):
         total, i2t, t2i = self.local.loss(regions.tokens[used], words.tokens[used], word_mask[used].to(used.device),
                                           self.lam, pos)
         out[f"loss/local/{a}->{b}"], out[f"loss/local/{b}->{a}"] = i2t.detach(), t2i.detach()
-        return total
+        weighted = self.local_weight * total
+        if self.local_intra_weight:
+            intra = self.local.intra_loss(regions.tokens[used], words.tokens[used], word_mask[used].to(used.device))
+            out[f"loss/local/{b}:intra"] = intra.detach()
+            weighted = weighted + self.local_intra_weight * intra
+        return weighted
 
     def _pair(self, rows: Rows, a: str, b: str, logit_scale: Tensor | float, positives: Tensor | None,
               out: dict[str, Tensor]) -> Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from medclr.errors import MedclrInputError
 from medclr.losses import ConvirtLoss
-from medclr.losses.local import LocalAlignment, word_region_scores
+from medclr.losses.local import LocalAlignment, within_report_loss, word_region_scores
 from medclr.types import EncoderOutput
 from tests.losses.helpers import batch
 
@@ -112,3 +112,54 @@ def test_local_term_uses_present_rows_and_identical_reports_as_positives() -> No
     soft[0, 2] = soft[2, 0] = 1.0
     soft = soft / soft.sum(1, keepdim=True)
     assert out["loss/local/cxr->report"].item() == pytest.approx(F.cross_entropy(logits, soft).item())
+
+
+def _reference_intra(regions: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, tau1: float, tau2: float,
+                     tau3: float) -> float:
+    """LoVT-style within-report contrast, row by row and word by word in plain loops."""
+    total = 0.0
+    for n in range(regions.shape[0]):
+        real = [i for i in range(words.shape[1]) if mask[n, i]]
+        if len(real) < 2:
+            continue
+        contexts = {}
+        for i in real:
+            a = torch.softmax(tau1 * (regions[n] @ words[n, i]), dim=0)
+            contexts[i] = F.normalize((a[:, None] * regions[n]).sum(0), dim=0)
+        own = torch.tensor([float(contexts[i] @ words[n, i]) for i in real], dtype=torch.float64)
+        weights = torch.softmax(tau2 * own, dim=0)
+        for w, i in zip(weights, real, strict=True):
+            logits = torch.tensor([tau3 * float(contexts[i] @ words[n, k]) for k in real], dtype=torch.float64)
+            total += float(w) * float(-torch.log_softmax(logits, dim=0)[real.index(i)])
+    return total / regions.shape[0]
+
+
+def test_within_report_contrast_matches_a_loop_reference() -> None:
+    regions, words = _grid(4, 5, 4, seed=11), _grid(4, 6, 4, seed=12)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]]).bool()
+    got = within_report_loss(regions, words, mask, 4.0, 5.0, 10.0)
+    assert got.item() == pytest.approx(_reference_intra(regions, words, mask, 4.0, 5.0, 10.0), rel=1e-10)
+    scrambled = words.clone()
+    scrambled[~mask] = _grid(1, int((~mask).sum()), 4, seed=9)[0]  # padding content must not matter
+    assert within_report_loss(regions, scrambled, mask).item() == pytest.approx(got.item(), rel=1e-10)
+
+
+def test_within_report_contrast_prefers_regions_that_tell_findings_apart() -> None:
+    """Two findings in one image: low loss when each word has its own region, high when both share one."""
+    words = torch.eye(3, dtype=torch.float64)[None, :2]  # "effusion", "pneumonia"  [1, 2, 3]
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    apart = within_report_loss(torch.eye(3, dtype=torch.float64)[None, :2], words, mask)  # one region each
+    shared = F.normalize(torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64), dim=-1)
+    assert apart.item() < 0.01 < math.log(2) - 0.01 < within_report_loss(shared, words, mask).item()
+
+
+def test_convirt_adds_the_weighted_within_report_term() -> None:
+    emb, tokens = batch(["cxr", "report"], n=5, d=5, seed=3), _tokens(5, seed=4)
+    base = ConvirtLoss(pairs=[("cxr", "report")], local_weight=0.5)(emb, 10.0, tokens=tokens)
+    out = ConvirtLoss(pairs=[("cxr", "report")], local_weight=0.5, local_intra_weight=0.25)(emb, 10.0, tokens=tokens)
+    intra = within_report_loss(tokens["cxr"].tokens, tokens["report"].tokens, tokens["report"].token_mask)
+    # (the loss computes the local terms in float32)
+    assert out["loss"].item() == pytest.approx(base["loss"].item() + 0.25 * intra.item(), rel=1e-6)
+    assert out["loss/local/report:intra"].item() == pytest.approx(intra.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="needs local_weight"):
+        ConvirtLoss(local_intra_weight=0.5)
