@@ -765,8 +765,10 @@ def compose_radiology_report(
     blocks["devices"] += devices
     if f.cardiomegaly is not None and rng.random() < 0.4:
         blocks["heart"].append(Sentence("Hilar contours are unremarkable.", {}, "heart"))
+    incidental: list[Sentence] = []
     if f.incidental:  # their own generator (seeded from ``rng``): reports without any are unchanged by them
-        for sentence in _incidental(f.incidental, np.random.default_rng(int(rng.integers(2**63)))):
+        incidental = _incidental(f.incidental, np.random.default_rng(int(rng.integers(2**63))))
+        for sentence in incidental:
             blocks[sentence.block].append(sentence)
     volumes_abnormal = bool({"low lung volumes", "hyperinflation"} & set(f.incidental))
     for i in rng.permutation(len(negations)):
@@ -778,7 +780,7 @@ def compose_radiology_report(
         bones = _choose(rng, ("Visualized osseous structures are unremarkable.",
                               "Degenerative changes are noted in the thoracic spine."))
         spine_abnormal = any(name.endswith("scoliosis") for name in f.incidental)
-        if not (bones.startswith("Visualized") and (spine_abnormal or blocks["bones"])):
+        if not (bones.startswith("Visualized") and (spine_abnormal or any(s.block == "bones" for s in incidental))):
             blocks["bones"].append(Sentence(bones, {}, "bones"))
     order = _choose(rng, _BLOCK_ORDERS)
     findings = tuple(s for b in order for s in blocks[b])

@@ -43,6 +43,20 @@ def test_world_is_deterministic_for_a_seed_and_independent_of_workers(world: Pat
     assert _digest(again) == _digest(world)
 
 
+DEFAULT_WORLD_SHA1 = "62d7e3735be2baa4d916daab80fe9ff3c0e211fb"  # tiny, 12 patients, seed 3: texts, signals, tables
+
+
+def test_the_default_world_has_not_changed(world: Path) -> None:
+    """The README's numbers were measured on worlds this code writes: any change to the default world's reports,
+    ECGs or tables must be deliberate (then update the digest, and say so in data_cards/synth.md and the README)."""
+    digest = hashlib.sha1()
+    for p in sorted(world.rglob("*")):
+        if p.is_file() and p.suffix in {".txt", ".hea", ".dat", ".csv"}:
+            digest.update(str(p.relative_to(world)).encode())
+            digest.update(p.read_bytes())
+    assert digest.hexdigest() == DEFAULT_WORLD_SHA1
+
+
 def test_a_different_seed_gives_a_different_world(world: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     generate_world(other, preset="tiny", patients=N_PATIENTS, seed=4, workers=1, progress=False)
