@@ -879,11 +879,11 @@ def _incidental(canvas: _Canvas, incidental: Sequence[Incidental], rng: np.rando
 
     if "sternotomy" in incidental:  # 5-7 twisted wire loops along the sternum, over the mediastinum and heart
         n = int(rng.integers(5, 8))
+        rx, ry = 0.014 * hw / 0.335, 0.007
+        loop = np.linspace(0, 2 * math.pi, 9)
         for y in np.linspace(0.20, 0.62, n) * lh:
             y += float(rng.normal(0, 0.008))
-            rx, ry = 0.014 * hw / 0.335, 0.007
-            t = np.linspace(0, 2 * math.pi, 9)
-            stroke([(rx * math.cos(u), y + ry * math.sin(u)) for u in t], 1.0, 0.9)
+            stroke([(rx * math.cos(u), y + ry * math.sin(u)) for u in loop], 1.0, 0.9)
             stroke([(rx, y), (rx + 0.008, y + 0.002)], 1.0, 0.9)  # the twist
     if "aortic calcification" in incidental:  # a thin bright crescent inside the aortic knob's contour
         vs = np.linspace(0.19, 0.35, 6)
