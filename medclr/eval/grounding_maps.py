@@ -27,13 +27,7 @@ depends on how the tower pools (:func:`map_kind`):
   its direction alone: on a mean-pooled CNN trained on the demo world it lit the image borders (pointing game
   0.06 vs 0.16 with contributions).
 * ``cosine`` (BioViL): otherwise (a [CLS]-pooled transformer's patch tokens never form the pooled vector), with
-  unit tokens ``v_ij``: ``S[i, j] = cos(v_ij, t)`` in [-1, 1]; and for a tower whose tokens a local word-region
-  term trained (GLoRIA's ``local_weight``, :mod:`medclr.losses.local`; ``MedClr.locally_aligned``), whatever its
-  pooling. That term trains exactly these unit tokens: a word attends to region ``j`` by ``softmax_j(tau1 w . v_j)``,
-  so the region a word picks is the argmax of its cosine map. The contribution ``u_ij . t`` also weighs each token
-  by its norm, which the local term leaves free: on `make demo`'s model (2026-12-07, test split, 465 phrases) the
-  cosine map points into the box for 0.662 of the phrases against 0.531 for the contribution map (Cardiomegaly
-  0.85 vs 0.48, Pleural Effusion 0.55 vs 0.27; README, Results).
+  unit tokens ``v_ij``: ``S[i, j] = cos(v_ij, t)`` in [-1, 1].
 
 **Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` is centred at input coordinate ``c + i s``
 (:class:`TokenLayout`): ``c = s / 2`` for patches ``[i s, (i + 1) s)`` (ViT), ``c = 1/2`` for a CNN of "same"-padded
@@ -199,12 +193,9 @@ MAP_DESCRIPTIONS: dict[MapKind, str] = {
 
 
 def map_kind(model: MedClr, modality: str) -> MapKind:
-    """``cosine`` when a local word-region term trained ``modality``'s unit tokens (``model.locally_aligned``);
-    else ``contribution`` when its tower pools by the mean of its tokens and projects linearly (the score then
-    decomposes over the grid), else ``cosine`` (module docstring)."""
+    """``contribution`` when ``modality``'s tower pools by the mean of its tokens and projects linearly (the score
+    then decomposes over the grid), else ``cosine`` (module docstring)."""
     tower = model.tower(modality)
-    if modality in getattr(model, "locally_aligned", ()):
-        return "cosine"
     return "contribution" if tower.encoder.pools_by_mean and isinstance(tower.head, nn.Linear) else "cosine"
 
 

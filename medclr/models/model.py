@@ -75,9 +75,6 @@ class MedClr(nn.Module):
         self.embed_dim = embed_dim
         self.scale = logit_scale
         self.config = config  # the constructor arguments, for self-describing checkpoints
-        # modalities whose tokens a local word-region term trained as unit vectors (GLoRIA; the run's loss, set by
-        # medclr.train.checkpoint.load_model): their grounding maps read cosines (medclr.eval.grounding_maps)
-        self.locally_aligned: frozenset[str] = frozenset()
 
     @property
     def modalities(self) -> list[str]:

@@ -186,20 +186,7 @@ def load_model(run_dir: str | os.PathLike[str], checkpoint: str = "best", device
     folder = _choose(run, checkpoint)
     model = build_model(load_model_config(run / "model.yaml"))
     load_weights(model, folder / WEIGHTS)
-    model.locally_aligned = locally_aligned(run)
     return model.to(device).eval()
-
-
-def locally_aligned(run_dir: Path) -> frozenset[str]:
-    """The modalities whose token grids the run's loss trained with a local word-region term (GLoRIA's
-    ``local_weight``; :attr:`medclr.losses.pairwise.ConvirtLoss.token_modalities`); empty for a run folder without
-    ``config.yaml`` (weights copied without their recipe)."""
-    from medclr.config import load_config
-    from medclr.train.parts import build_loss
-
-    if not (run_dir / "config.yaml").is_file():
-        return frozenset()
-    return frozenset(getattr(build_loss(load_config(run_dir / "config.yaml")), "token_modalities", ()))
 
 
 def _choose(run: Path, checkpoint: str) -> Path:
