@@ -194,6 +194,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pointing-tolerance", type=float, default=15.0, metavar="PX",
                    help="grounding: original pixels of the tolerant pointing game, pointing_game@<PX>px (default 15, "
                    "Zhang et al. 2016's tolerance; 0: the strict pointing_game only)")
+    p.add_argument("--grounding-map", choices=("auto", "contribution", "cosine"), default="auto",
+                   help="grounding: contribution = each token's share of the image-phrase cosine (CAM; exact for "
+                   "mean-pooled towers with a linear head), cosine = the phrase's cosine with each token (BioViL), "
+                   "auto = contribution where exact, else cosine (default)")
     p.set_defaults(handler=_eval)
 
 
@@ -204,7 +208,7 @@ def _eval(args: argparse.Namespace) -> int:
     request = EvalRequest(args.run_dir, args.manifest, args.task, args.out,
                           args.split.split(",") if args.split else None, args.prompts, args.checkpoint,
                           args.bootstrap, max_rows=args.max_rows, plots=not args.no_plots, device=args.device,
-                          pointing_tolerance=args.pointing_tolerance)
+                          pointing_tolerance=args.pointing_tolerance, grounding_map=args.grounding_map)
     metrics = evaluate(request)
     sys.stdout.write(f"{args.task} on {metrics['splits']} ({metrics['split_protocol']})\n{summary_table(metrics)}\n"
                      f"metrics: {args.out}\n")

@@ -33,7 +33,14 @@ import torch
 from medclr.data.cache import CacheSettings
 from medclr.data.transforms import fit_ecg, quantize, resize_pad
 from medclr.errors import MedclrError, MedclrInputError
-from medclr.eval.grounding import MAP_LABELS, _ecg_offset_s, cxr_similarity_map, ecg_similarity_maps, map_kind
+from medclr.eval.grounding import (
+    MAP_LABELS,
+    MapReadout,
+    _ecg_offset_s,
+    cxr_similarity_map,
+    ecg_similarity_maps,
+    map_kind,
+)
 from medclr.eval.prompts import DEFAULT_PROMPTS, QUERY_MODALITIES, PromptSet, builtin_prompt_path, load_prompts
 from medclr.eval.zero_shot import PromptEmbeddings, embed_prompts, prompt_scores
 from medclr.index import EmbeddingIndex, load_index
@@ -327,23 +334,25 @@ class Engine:
         return Case(study_id, read.get("cxr"), read.get("ecg"), str(row.get("report") or ""))
 
     # ------------------------------------------------------------------------------------------------ grounding
-    def map_label(self, modality: str) -> str:
-        """What the grounding maps of ``modality`` hold (:func:`medclr.eval.grounding_maps.map_kind`)."""
-        return MAP_LABELS[map_kind(self.model, modality)]
+    def map_label(self, modality: str, readout: MapReadout = "auto") -> str:
+        """What the grounding maps of ``modality`` hold with ``readout``
+        (:func:`medclr.eval.grounding_maps.map_kind`)."""
+        return MAP_LABELS[map_kind(self.model, modality, readout)]
 
-    def ground_cxr(self, image: np.ndarray, phrase: str) -> np.ndarray:
+    def ground_cxr(self, image: np.ndarray, phrase: str, readout: MapReadout = "auto") -> np.ndarray:
         """The phrase's score map (:meth:`map_label`), as float32 ``[H0, W0]`` in the image's pixels."""
         x, geometry = self.preprocess_cxr(image)
         text = torch.from_numpy(self.embed_text(phrase))
-        return self._cached(("ground_cxr", _digest(image), phrase),
-                            lambda: cxr_similarity_map(self.model, x, geometry, text), large=True)
+        return self._cached(("ground_cxr", _digest(image), phrase, readout),
+                            lambda: cxr_similarity_map(self.model, x, geometry, text, readout), large=True)
 
-    def ground_ecg(self, signal: np.ndarray, phrase: str, fs: float | None = None) -> EcgGrounding:
+    def ground_ecg(self, signal: np.ndarray, phrase: str, fs: float | None = None, readout: MapReadout = "auto"
+                   ) -> EcgGrounding:
         """The phrase's score map (:meth:`map_label`) on the lead x time tokens of ``signal [12, T]`` (mV at
         ``fs``); see EcgGrounding."""
         x, text = self.preprocess_ecg(signal, fs), torch.from_numpy(self.embed_text(phrase))
-        maps, lead_axis = self._cached(("ground_ecg", _digest(signal, fs), phrase),
-                                       lambda: ecg_similarity_maps(self.model, x, [text[None]]), large=True)
+        maps, lead_axis = self._cached(("ground_ecg", _digest(signal, fs), phrase, readout),
+                                       lambda: ecg_similarity_maps(self.model, x, [text[None]], readout), large=True)
         offset = _ecg_offset_s(signal.shape[1], fs or self.settings.ecg_fs, self.settings)
         return EcgGrounding(maps[0][0], self.settings.ecg_fs, offset, bool(lead_axis))
 

@@ -42,6 +42,14 @@ def test_prepare_sources_match_the_registry() -> None:
     assert set(SOURCES.names()) == set(PREPARE_SOURCES)
 
 
+def test_grounding_map_choices_are_the_readouts() -> None:
+    from medclr.eval.grounding_maps import MAP_READOUTS
+
+    eval_parser = next(a for a in build_parser()._actions if a.dest == "command").choices["eval"]  # type: ignore[index]
+    readout = next(a for a in eval_parser._actions if a.dest == "grounding_map")
+    assert tuple(readout.choices) == MAP_READOUTS and readout.default == "auto"
+
+
 def test_prepare_missing_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "ptbxl", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "m.parquet")]) == 2
     err = capsys.readouterr().err.strip()

@@ -216,6 +216,10 @@ def test_ground_shapes(engine: Engine, real_dicom: Path, ptbxl_record: tuple[Pat
     heat = engine.ground_cxr(image, "pleural effusion")
     assert heat.shape == image.shape and heat.dtype == np.float32
     assert np.isfinite(heat).all() and -1.0 <= heat.min() <= heat.max() <= 1.0
+    assert engine.map_label("cxr") == engine.map_label("cxr", "cosine") == "cosine similarity"  # a [CLS]-pooled ViT
+    np.testing.assert_array_equal(engine.ground_cxr(image, "pleural effusion", "cosine"), heat)
+    with pytest.raises(MedclrInputError, match="contribution maps need"):
+        engine.ground_cxr(image, "pleural effusion", "contribution")
     signal, meta = read_ecg(ptbxl_record[0])
     g = engine.ground_ecg(signal, "ST elevation", meta.fs)
     assert g.map.shape == (12, engine.settings.ecg_samples) and g.fs == engine.settings.ecg_fs

@@ -31,6 +31,8 @@ from medclr.errors import MedclrInputError
 from medclr.eval.grounding_maps import (
     MAP_DESCRIPTIONS,
     MAP_LABELS,
+    MAP_READOUTS,
+    MapReadout,
     _eval_mode,
     cxr_grid_peaks,
     cxr_grid_to_original,
@@ -68,12 +70,12 @@ if TYPE_CHECKING:
     from medclr.eval.tasks import EvalContext
 
 __all__ = [  # this module's public names and those of grounding_maps and grounding_metrics (re-exported)
-    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MIOU_THRESHOLDS", "POINTING_TOLERANCE_PX", "Boxes", "boxes_mask", "cnr",
-    "cxr_grid_peaks", "cxr_grid_to_original", "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps",
-    "ecg_grid_to_signal", "ecg_lead_auroc", "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment",
-    "ecg_similarity_map", "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding",
-    "evaluate_grounding", "evaluate_grounding_task", "map_kind", "miou", "near_region", "overlay_png",
-    "pointing_game", "pointing_game_key", "segments_mask", "world_truth",
+    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MAP_READOUTS", "MIOU_THRESHOLDS", "POINTING_TOLERANCE_PX", "Boxes",
+    "MapReadout", "boxes_mask", "cnr", "cxr_grid_peaks", "cxr_grid_to_original", "cxr_similarity_grids",
+    "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal", "ecg_lead_auroc", "ecg_overlay_png",
+    "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map", "ecg_similarity_maps",
+    "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding", "evaluate_grounding_task", "map_kind",
+    "miou", "near_region", "overlay_png", "pointing_game", "pointing_game_key", "segments_mask", "world_truth",
 ]
 
 
@@ -129,7 +131,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                            cache_dir: str | Path | None = None, batch_size: int = 16, progress: bool = False,
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
                            seed: int = 0, exclude_images: Collection[Path] = (),
-                           pointing_tolerance: float = POINTING_TOLERANCE_PX) -> dict[str, float]:
+                           pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "auto"
+                           ) -> dict[str, float]:
     """X-ray phrase grounding over the rows of ``manifest`` that have a ``grounding`` JSON (MS-CXR, or the synthetic
     world's ``ms-cxr/`` prepared with ``medclr prepare ms-cxr``) in ``splits`` (None: every such row; MS-CXR v1.0
     was a zero-shot benchmark as a whole). Images come from the preprocessed cache built with the run's
@@ -141,7 +144,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     ``cnr|miou|pointing_game[@<T>px]/<label>`` and ``..._ci_low|_ci_high`` (percentile bootstrap over
     phrases, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``). ``plots_dir``: overlays of the first
     ``max_plots`` phrases. ``exclude_images``: resolved image paths to leave out (those a run trained on), counted
-    in ``n_images_excluded``.
+    in ``n_images_excluded``. ``readout``: the maps (:func:`map_kind`; ``auto``: contributions where the score
+    decomposes, else cosine).
     """
     path = Path(manifest)
     m = read_manifest(path)
@@ -161,6 +165,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     rows = np.flatnonzero(wanted & cache.rows["cxr_ok"].to_numpy())[:max_rows]  # cache rows = manifest rows
     dataset = StudyDataset(cache, None, ["cxr"])
     tolerant = pointing_game_key(pointing_tolerance) if pointing_tolerance > 0 else None
+    map_label = MAP_LABELS[map_kind(model, "cxr", readout)]  # checked before the cache is built
     records: list[dict[str, Any]] = []
     for start in range(0, len(rows), batch_size):
         chunk = [int(r) for r in rows[start : start + batch_size]]
@@ -170,7 +175,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
             text = model.encode("report", [e["phrase"] for es in entries for e in es])  # [P, D]
         bounds = np.cumsum([0, *(len(es) for es in entries)])
         grids, layout = cxr_similarity_grids(model, torch.stack([s["cxr"] for s in samples]),
-                                             [text[a:b] for a, b in itertools.pairwise(bounds)])
+                                             [text[a:b] for a, b in itertools.pairwise(bounds)], readout)
         for row, es, phrase_grids, sample in zip(chunk, entries, grids, samples, strict=True):
             geometry = sample["cxr_geometry"]
             peaks = cxr_grid_peaks(phrase_grids.shape[1:], layout, geometry)  # [H0, W0]
@@ -187,8 +192,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                     records[-1] |= {tolerant: pointing_game(sim, near), f"{tolerant}_chance": float(near.mean())}
                 if plots_dir is not None and len(records) <= max_plots:
                     _plot_cxr(m.resolve("cxr", str(frame["cxr_path"].iat[row])), sim, boxes, e,
-                              Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png",
-                              MAP_LABELS[map_kind(model, "cxr")])
+                              Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png", map_label)
     tolerant_keys = [tolerant] if tolerant else []
     out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance",
                              "pointing_game_reachable", *tolerant_keys, *(f"{k}_chance" for k in tolerant_keys)],
@@ -226,18 +230,20 @@ def _read_ecg(path: Path, settings: CacheSettings) -> tuple[np.ndarray, float]:
 def evaluate_ecg_grounding(model: MedClr, truth: str | Path, settings: CacheSettings, *,
                            splits: Sequence[str] | None = None, max_rows: int | None = None, batch_size: int = 16,
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
-                           seed: int = 0) -> dict[str, float]:
+                           seed: int = 0, readout: MapReadout = "auto") -> dict[str, float]:
     """ECG phrase grounding on a synthetic world (``truth`` = its ``truth.csv``; ECG files beside it): every ECG with
     a localised finding (MI, STTC), read and preprocessed as the cache does with the run's ``settings``. ``splits``
     keep the patients of the world's patient-level split (:func:`medclr.synth.render.subject_split`, the split of
     its MIMIC-cohort manifests). Keys ``ecg/pointing_game_lead``, ``ecg/pointing_game_segment``, ``ecg/lead_auroc``,
     ``ecg/cnr``, their ``_chance`` levels, ``/<label>`` means and ``_ci_low``/``_ci_high`` (percentile bootstrap over
     findings, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``), and ``ecg/n`` (findings evaluated).
+    ``readout``: the maps (:func:`map_kind`).
     """
     from medclr.io.tables import read_table
     from medclr.synth.render import subject_split
 
     path = Path(truth)
+    map_label = MAP_LABELS[map_kind(model, "ecg", readout)]  # checked before any file is read
     table = read_table(path, "synthetic world truth table (truth.csv; worlds from before ECG grounding lack "
                        "ecg_findings: regenerate with `medclr synth`)", ["subject_id", "ecg_path", "ecg_findings"],
                        dtype={"ecg_path": str, "ecg_findings": str}, keep_default_na=False)
@@ -253,15 +259,14 @@ def evaluate_ecg_grounding(model: MedClr, truth: str | Path, settings: CacheSett
             text = model.encode("report", [f["phrase"] for fs in findings for f in fs])  # [P, D]
         bounds = np.cumsum([0, *(len(fs) for fs in findings)])
         maps, lead_axis = ecg_similarity_maps(model, torch.from_numpy(np.stack([x for x, _ in read])),
-                                              [text[a:b] for a, b in itertools.pairwise(bounds)])
+                                              [text[a:b] for a, b in itertools.pairwise(bounds)], readout)
         for (signal, offset), fs, phrase_maps in zip(read, findings, maps, strict=True):
             for f, sim in zip(fs, phrase_maps, strict=True):
                 records.append(_ecg_record(f, sim, settings.ecg_fs, offset, lead_axis))
                 if plots_dir is not None and len(records) <= max_plots:
                     ecg_overlay_png(signal, sim, Path(plots_dir) / f"grounding_ecg_{len(records):02d}.png",
                                     f"{f['label']}: {f['phrase']}", fs=settings.ecg_fs, leads=f["leads"],
-                                    segments_s=f["segments_s"], offset_s=offset,
-                                    label=MAP_LABELS[map_kind(model, "ecg")])
+                                    segments_s=f["segments_s"], offset_s=offset, label=map_label)
     metrics = ["pointing_game_lead", "pointing_game_segment", "lead_auroc", "cnr"]
     out = _summary(records, [*metrics, "pointing_game_lead_chance", "pointing_game_segment_chance"], metrics, "ecg/",
                    reps=reps, seed=seed)
@@ -294,14 +299,16 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
                        progress: bool = False, plots_dir: str | Path | None = None, max_plots: int = 4,
                        reps: int = 1000, seed: int = 0, cxr_splits: Sequence[str] | None = None,
                        exclude_images: Collection[Path] = (),
-                       pointing_tolerance: float = POINTING_TOLERANCE_PX) -> dict[str, float]:
+                       pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "auto"
+                       ) -> dict[str, float]:
     """X-ray grounding on ``manifest`` (rows with ``grounding``) and/or ECG grounding on a synthetic world's
     ``truth`` (``truth.csv``), merged into one flat dict (see :func:`evaluate_cxr_grounding` and
     :func:`evaluate_ecg_grounding`). ``settings``: the run's preprocessing
     (``medclr.eval.embeddings.run_cache_settings(run_dir, ...)``); ``max_rows`` caps images and ECGs each;
     ``plots_dir``: overlays of the first ``max_plots`` X-ray phrases and ECG findings; ``reps``, ``seed``: the
     bootstrap CIs of the headline metrics (``reps=0``: NaN). ``cxr_splits`` (default ``splits``) and
-    ``exclude_images`` select the X-ray rows; ``pointing_tolerance``: the tolerant X-ray pointing game's pixels.
+    ``exclude_images`` select the X-ray rows; ``pointing_tolerance``: the tolerant X-ray pointing game's pixels;
+    ``readout``: the maps of both modalities (:func:`map_kind`).
     """
     if manifest is None and truth is None:
         raise MedclrInputError(None, "grounding needs an MS-CXR-style manifest and/or a synthetic world's truth.csv",
@@ -311,11 +318,12 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
         out.update(evaluate_cxr_grounding(model, manifest, settings, splits=cxr_splits or splits, max_rows=max_rows,
                                           cache_dir=cache_dir, batch_size=batch_size, progress=progress,
                                           plots_dir=plots_dir, max_plots=max_plots, reps=reps, seed=seed,
-                                          exclude_images=exclude_images, pointing_tolerance=pointing_tolerance))
+                                          exclude_images=exclude_images, pointing_tolerance=pointing_tolerance,
+                                          readout=readout))
     if truth is not None:
         out.update(evaluate_ecg_grounding(model, truth, settings, splits=splits, max_rows=max_rows,
                                           batch_size=batch_size, plots_dir=plots_dir, max_plots=max_plots,
-                                          reps=reps, seed=seed))
+                                          reps=reps, seed=seed, readout=readout))
     return out
 
 
@@ -345,8 +353,9 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
                                "world truth.csv with ecg_findings beside the manifest's roots",
                                "prepare MS-CXR (medclr prepare ms-cxr) or a world made by `medclr synth`")
     ctx.protocol["grounding_protocol"] = (
-        "maps: " + "; ".join(f"{m}: {MAP_DESCRIPTIONS[map_kind(ctx.model, m)]}" for m in ("cxr", "ecg")
-                             if m in ctx.model.modalities)
+        f"maps (--grounding-map {r.grounding_map}): "
+        + "; ".join(f"{m}: {MAP_DESCRIPTIONS[map_kind(ctx.model, m, r.grounding_map)]}" for m in ("cxr", "ecg")
+                    if m in ctx.model.modalities)
         + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
         "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box "
         "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling)"
@@ -365,7 +374,7 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
                               splits=ctx.splits, max_rows=r.max_rows, batch_size=min(r.batch_size, 32),
                               progress=r.progress, plots_dir=ctx.plots_dir, reps=r.reps, seed=r.seed,
                               cxr_splits=cxr_splits, exclude_images=ctx.training_images(),
-                              pointing_tolerance=r.pointing_tolerance)
+                              pointing_tolerance=r.pointing_tolerance, readout=r.grounding_map)
 
 
 # --------------------------------------------------------------------------------------------------- overlays

@@ -29,6 +29,11 @@ depends on how the tower pools (:func:`map_kind`):
 * ``cosine`` (BioViL): otherwise (a [CLS]-pooled transformer's patch tokens never form the pooled vector), with
   unit tokens ``v_ij``: ``S[i, j] = cos(v_ij, t)`` in [-1, 1].
 
+Either readout can be asked for (``readout``; ``medclr eval --grounding-map``): ``cosine`` on any tower (BioViL's
+published readout, to compare with its numbers), ``contribution`` only where the score decomposes; ``auto`` picks
+as above. Neither is better on every model: on the demo world's mean-pooled CNN the two swap places from seed to
+seed (README, Results).
+
 **Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` is centred at input coordinate ``c + i s``
 (:class:`TokenLayout`): ``c = s / 2`` for patches ``[i s, (i + 1) s)`` (ViT), ``c = 1/2`` for a CNN of "same"-padded
 strided layers, whose cell ``i`` is centred on input pixel ``i s`` (half a cell earlier than a patch; see
@@ -54,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from medclr.errors import MedclrInputError
 from medclr.models.model import MedClr
 from medclr.types import EncoderOutput, Geometry
 
@@ -184,6 +190,8 @@ def _eval_mode(model: MedClr) -> Iterator[None]:
 
 
 MapKind = Literal["contribution", "cosine"]
+MapReadout = Literal["auto", "contribution", "cosine"]
+MAP_READOUTS: tuple[MapReadout, ...] = ("auto", "contribution", "cosine")
 MAP_LABELS: dict[MapKind, str] = {"contribution": "contribution to the cosine (map mean = cosine)",
                                   "cosine": "cosine similarity"}
 MAP_DESCRIPTIONS: dict[MapKind, str] = {
@@ -192,22 +200,35 @@ MAP_DESCRIPTIONS: dict[MapKind, str] = {
     "cosine": "cosine of the unit phrase embedding with each projected unit token (BioViL)"}
 
 
-def map_kind(model: MedClr, modality: str) -> MapKind:
-    """``contribution`` when ``modality``'s tower pools by the mean of its tokens and projects linearly (the score
-    then decomposes over the grid), else ``cosine`` (module docstring)."""
+def map_kind(model: MedClr, modality: str, readout: MapReadout = "auto") -> MapKind:
+    """The maps ``modality``'s tower gives with ``readout`` (module docstring): ``auto`` is ``contribution`` when the
+    tower pools by the mean of its tokens and projects linearly (the score then decomposes over the grid), else
+    ``cosine``. Raises ValueError for ``contribution`` on a tower whose score does not decompose, or an unknown
+    readout."""
+    if readout not in MAP_READOUTS:
+        raise ValueError(f"unknown grounding map readout {readout!r}; choose one of {', '.join(MAP_READOUTS)}")
     tower = model.tower(modality)
-    return "contribution" if tower.encoder.pools_by_mean and isinstance(tower.head, nn.Linear) else "cosine"
+    decomposes = tower.encoder.pools_by_mean and isinstance(tower.head, nn.Linear)
+    if readout == "contribution" and not decomposes:
+        raise MedclrInputError(None, f"contribution maps need a tower that mean-pools its tokens and projects "
+                               f"linearly; the {modality} tower does not, so its score does not decompose over the "
+                               "grid", "use the cosine readout (medclr eval --grounding-map cosine) or auto")
+    if readout == "auto":
+        return "contribution" if decomposes else "cosine"
+    return readout
 
 
-def _token_grids(model: MedClr, modality: str, x: Tensor) -> tuple[EncoderOutput, Tensor]:
+def _token_grids(model: MedClr, modality: str, x: Tensor, readout: MapReadout = "auto"
+                 ) -> tuple[EncoderOutput, Tensor]:
     """Encoder output and its tokens on the grid ``[B, *grid, D]``, scaled for :func:`map_kind`: divided by the
     pooled vector's norm (contribution) or unit length (cosine); a dot with a unit phrase gives the map."""
+    kind = map_kind(model, modality, readout)  # checked before the forward pass
     with _eval_mode(model):
         out = model.encode_tokens(modality, x, normalize=False)
     if out.tokens is None or out.grid is None:
         raise ValueError(f"the {modality} encoder gives no token grid; grounding needs one")
     tokens = out.token_map().float()  # [B, *grid, D]
-    if map_kind(model, modality) == "cosine":
+    if kind == "cosine":
         return out, F.normalize(tokens, dim=-1)
     norm = out.pooled.float().norm(dim=-1).clamp(min=1e-12)  # [B]
     return out, tokens / norm.reshape(-1, *([1] * (tokens.ndim - 1)))
@@ -217,12 +238,12 @@ def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
     return F.normalize(phrase_emb.detach().float().to(device).reshape(-1, phrase_emb.shape[-1]), dim=-1)  # [P, D]
 
 
-def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Sequence[Tensor]
-                         ) -> tuple[list[np.ndarray], TokenLayout]:
+def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Sequence[Tensor],
+                         readout: MapReadout = "auto") -> tuple[list[np.ndarray], TokenLayout]:
     """Score maps (:func:`map_kind`) on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of
     phrases for every image (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and where the grid lies
     on the input (:class:`TokenLayout`)."""
-    out, tokens = _token_grids(model, "cxr", images)  # tokens: [B, h, w, D]
+    out, tokens = _token_grids(model, "cxr", images, readout)  # tokens: [B, h, w, D]
     per_image = [phrase_embs] * tokens.shape[0] if isinstance(phrase_embs, Tensor) else list(phrase_embs)
     if len(per_image) != tokens.shape[0]:
         raise ValueError(f"{tokens.shape[0]} images but {len(per_image)} sets of phrases")
@@ -232,12 +253,12 @@ def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Se
 
 
 def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geometry],
-                        phrase_embs: Tensor | Sequence[Tensor]) -> list[np.ndarray]:
+                        phrase_embs: Tensor | Sequence[Tensor], readout: MapReadout = "auto") -> list[np.ndarray]:
     """Batch form of :func:`cxr_similarity_map`: ``images [B, 1, S, S]``, one Geometry per image, and either one
     ``[P, D]`` tensor of phrases for every image or one ``[P_b, D]`` per image -> B float32 ``[P_b, H0, W0]``.
     Full-resolution maps are large (a 3000 x 2500 X-ray: 30 MB per phrase); evaluation maps one phrase at a time
     from :func:`cxr_similarity_grids`."""
-    grids, layout = cxr_similarity_grids(model, images, phrase_embs)
+    grids, layout = cxr_similarity_grids(model, images, phrase_embs, readout)
     if len(geometries) != len(grids):
         raise ValueError(f"{len(grids)} images but {len(geometries)} geometries")
     maps = []
@@ -247,20 +268,22 @@ def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geom
     return maps
 
 
-def cxr_similarity_map(model: MedClr, image: Tensor, geometry: Geometry, phrase_emb: Tensor) -> np.ndarray:
+def cxr_similarity_map(model: MedClr, image: Tensor, geometry: Geometry, phrase_emb: Tensor,
+                       readout: MapReadout = "auto") -> np.ndarray:
     """The score map (:func:`map_kind`) of ``phrase_emb [D]`` on the projected patch tokens of ``image``
     (``[1, S, S]`` or ``[1, 1, S, S]``, preprocessed as in training), as float32 ``[H0, W0]`` in the original
     image's pixels (``geometry``)."""
     x = image if image.ndim == 4 else image[None]  # [1, 1, S, S]
     if x.shape[0] != 1:
         raise ValueError(f"one image per call (got {x.shape[0]}); use cxr_similarity_maps for a batch")
-    return cxr_similarity_maps(model, x, [geometry], phrase_emb.reshape(1, -1))[0][0]
+    return cxr_similarity_maps(model, x, [geometry], phrase_emb.reshape(1, -1), readout)[0][0]
 
 
-def ecg_similarity_maps(model: MedClr, ecgs: Tensor, phrase_embs: Sequence[Tensor]) -> tuple[list[np.ndarray], bool]:
+def ecg_similarity_maps(model: MedClr, ecgs: Tensor, phrase_embs: Sequence[Tensor], readout: MapReadout = "auto"
+                        ) -> tuple[list[np.ndarray], bool]:
     """``ecgs [B, 12, T]`` and one ``[P_b, D]`` per record -> B float32 ``[P_b, 12, T]``, and whether the encoder
     has a lead axis (False: each map is one time profile broadcast to the leads)."""
-    out, tokens = _token_grids(model, "ecg", ecgs)  # [B, 12, n, D] or [B, n, D]
+    out, tokens = _token_grids(model, "ecg", ecgs, readout)  # [B, 12, n, D] or [B, n, D]
     maps = []
     for b, phrases in enumerate(phrase_embs):
         sims = (tokens[b] @ _unit(phrases, tokens.device).T).movedim(-1, 0).cpu().numpy()  # [P, *grid]
@@ -269,10 +292,10 @@ def ecg_similarity_maps(model: MedClr, ecgs: Tensor, phrase_embs: Sequence[Tenso
     return maps, "lead" in out.grid_axes
 
 
-def ecg_similarity_map(model: MedClr, ecg: Tensor, phrase_emb: Tensor) -> np.ndarray:
+def ecg_similarity_map(model: MedClr, ecg: Tensor, phrase_emb: Tensor, readout: MapReadout = "auto") -> np.ndarray:
     """The score map (:func:`map_kind`) of ``phrase_emb [D]`` on the projected lead x time tokens of
     ``ecg [12, T]`` (preprocessed as in training), as float32 ``[12, T]``; see :func:`ecg_grid_to_signal` for
     encoders without a lead axis."""
     x = ecg if ecg.ndim == 3 else ecg[None]  # [1, 12, T]
-    maps, _ = ecg_similarity_maps(model, x, [phrase_emb.reshape(1, -1)])
+    maps, _ = ecg_similarity_maps(model, x, [phrase_emb.reshape(1, -1)], readout)
     return maps[0][0]  # [12, T]

@@ -37,6 +37,7 @@ from medclr.atomic import atomic_path
 from medclr.data.manifest import read_manifest
 from medclr.errors import MedclrError, MedclrInputError
 from medclr.eval.embeddings import Embeddings, TokenGrids
+from medclr.eval.grounding_maps import MapReadout
 from medclr.eval.grounding_metrics import POINTING_TOLERANCE_PX
 from medclr.eval.prompts import PromptSet, Query, default_prompts, load_prompts
 from medclr.losses.local import LocalAlignment
@@ -69,6 +70,7 @@ class EvalRequest:
     progress: bool = True
     device: str = "cpu"
     pointing_tolerance: float = POINTING_TOLERANCE_PX  # grounding: the tolerant pointing game's pixels (0: strict only)
+    grounding_map: MapReadout = "auto"  # grounding: contribution | cosine maps (auto: contribution where exact)
 
 
 class EvalSession:

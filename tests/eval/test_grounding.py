@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,30 @@ def test_contribution_map_of_a_mean_pooled_tower_averages_to_the_cosine() -> Non
     assert g.map_kind(nonlinear, "cxr") == "cosine"
 
 
+def test_a_grounding_map_readout_can_be_chosen() -> None:
+    """``cosine`` reads any tower as BioViL does (each unit token's cosine with the phrase); ``contribution`` is
+    refused, with the fix, where the score does not decompose."""
+    torch.manual_seed(0)
+    linear = MedClr({"cxr": Tower(MeanPooledPatches((0, 0)), nn.Linear(4, 4))}, 4, LogitScale(10.0, 100.0))
+    x, phrase = torch.zeros(1, 1, 32, 32), torch.tensor([[0.3, -1.0, 0.5, 2.0]])
+    assert [g.map_kind(linear, "cxr", r) for r in g.MAP_READOUTS] == ["contribution", "contribution", "cosine"]
+    torch.manual_seed(1)
+    cosine_grids, _ = g.cxr_similarity_grids(linear, x, phrase, "cosine")  # [1, 4, 4] per image
+    torch.manual_seed(1)
+    tokens = linear.encode_tokens("cxr", x, normalize=False).token_map()[0]  # [4, 4, D]: the same random tokens
+    expected = torch.cosine_similarity(tokens, phrase[0].expand_as(tokens), dim=-1).detach().numpy()  # [4, 4]
+    np.testing.assert_allclose(cosine_grids[0][0], expected, atol=1e-5)
+    torch.manual_seed(1)
+    auto_grids, _ = g.cxr_similarity_grids(linear, x, phrase)
+    assert not np.allclose(auto_grids[0], cosine_grids[0])  # auto kept the contributions
+    nonlinear = MedClr({"cxr": Tower(MeanPooledPatches((0, 0)), nn.Sequential(nn.Linear(4, 4), nn.ReLU()))}, 4,
+                       LogitScale(10.0, 100.0))
+    with pytest.raises(MedclrInputError, match="--grounding-map cosine"):
+        g.cxr_similarity_grids(nonlinear, x, phrase, "contribution")
+    with pytest.raises(ValueError, match="unknown grounding map readout"):
+        g.map_kind(linear, "cxr", "gradcam")  # type: ignore[arg-type]
+
+
 # -------------------------------------------------------------------------------------- tiny model and world
 @pytest.fixture(scope="module")
 def tiny_model(tiny_bert_dir: Path) -> MedClr:  # noqa: F811
@@ -354,6 +379,12 @@ def test_grounding_task_finds_the_world_truth(tiny_model: MedClr, tiny_bert_dir:
     assert out["n_images"] + out["n_images_excluded"] == 4 and out["n_images_excluded"] >= 1
     assert out["ecg/n"] >= 4 and "mIoU" in ctx.protocol["grounding_protocol"]
     assert "pointing_game@7.5px" in out and "within 7.5 original pixels" in ctx.protocol["grounding_protocol"]
+    # this tiny model's X-ray tower is a [CLS]-pooled ViT: auto reads cosine maps, contribution maps are refused
+    assert g.map_kind(tiny_model, "cxr") == "cosine"
+    assert "(--grounding-map auto): cxr: cosine of the unit phrase" in ctx.protocol["grounding_protocol"]
+    with pytest.raises(MedclrInputError, match="the cxr tower does not"):
+        g.evaluate_grounding_task(EvalContext(replace(request, grounding_map="contribution"), tiny_model,
+                                              ["train", "val", "test"], "all splits"))
 
 
 def test_reexports_are_the_split_modules_names() -> None:
