@@ -35,11 +35,13 @@ from medclr.data.transforms import fit_ecg, quantize, resize_pad
 from medclr.errors import MedclrError, MedclrInputError
 from medclr.eval.grounding import (
     MAP_LABELS,
+    MAP_READOUTS,
     MapReadout,
     _ecg_offset_s,
     cxr_similarity_map,
     ecg_similarity_maps,
     map_kind,
+    map_readouts,
 )
 from medclr.eval.prompts import DEFAULT_PROMPTS, QUERY_MODALITIES, PromptSet, builtin_prompt_path, load_prompts
 from medclr.eval.zero_shot import PromptEmbeddings, embed_prompts, prompt_scores
@@ -50,7 +52,7 @@ from medclr.types import Geometry
 from medclr.uploads import MAX_UPLOAD_BYTES, CxrView, Upload, ram_dir, read_file, read_upload, read_uploads
 
 __all__ = ["LEADS", "MAX_UPLOAD_BYTES", "Case", "CxrView", "Diagnosis", "EcgGrounding", "Engine", "Hit",
-           "LabelScore", "MedclrError", "PromptSet", "Upload", "check_run_dir"]
+           "LabelScore", "MapReadout", "MedclrError", "PromptSet", "Upload", "check_run_dir"]
 
 LEADS: tuple[str, ...] = tuple(STANDARD_LEADS)
 
@@ -338,6 +340,12 @@ class Engine:
         """What the grounding maps of ``modality`` hold with ``readout``
         (:func:`medclr.eval.grounding_maps.map_kind`)."""
         return MAP_LABELS[map_kind(self.model, modality, readout)]
+
+    def map_readouts(self, modalities: Sequence[str]) -> tuple[MapReadout, ...]:
+        """The map readouts every tower of ``modalities`` supports (:func:`medclr.eval.grounding_maps.map_readouts`),
+        in their canonical order."""
+        supported = [set(map_readouts(self.model, m)) for m in modalities]
+        return tuple(r for r in MAP_READOUTS if all(r in s for s in supported))
 
     def ground_cxr(self, image: np.ndarray, phrase: str, readout: MapReadout = "auto") -> np.ndarray:
         """The phrase's score map (:meth:`map_label`), as float32 ``[H0, W0]`` in the image's pixels."""

@@ -220,6 +220,7 @@ def test_ground_shapes(engine: Engine, real_dicom: Path, ptbxl_record: tuple[Pat
     np.testing.assert_array_equal(engine.ground_cxr(image, "pleural effusion", "cosine"), heat)
     with pytest.raises(MedclrInputError, match="contribution maps need"):
         engine.ground_cxr(image, "pleural effusion", "contribution")
+    assert engine.map_readouts(["cxr", "ecg"]) == ("auto", "cosine")
     signal, meta = read_ecg(ptbxl_record[0])
     g = engine.ground_ecg(signal, "ST elevation", meta.fs)
     assert g.map.shape == (12, engine.settings.ecg_samples) and g.fs == engine.settings.ecg_fs

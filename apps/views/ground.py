@@ -1,6 +1,7 @@
 """Ground: type a phrase; see where it matches on the X-ray (a heatmap in the original pixels, opacity adjustable)
 and on the ECG (a heat band per lead, the best-matching leads framed, the best-matching segments marked). Each
-modality has its own phrase, suggested from its best-scoring finding on the Diagnose page."""
+modality has its own phrase, suggested from its best-scoring finding on the Diagnose page. The map's readout
+(contribution to the cosine or BioViL's token cosine) can be chosen among those the towers support."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import streamlit as st
 from medclr_ui import scores, state, viewer
 from medclr_ui.ecg_plot import Heat, ecg_paper_png
 
-from medclr.inference import LEADS, Diagnosis, MedclrError, Upload
+from medclr.inference import LEADS, Diagnosis, MapReadout, MedclrError, Upload
 
 FALLBACK = {"cxr": "cardiomegaly", "ecg": "ST elevation"}
+READOUT_NAMES = {"auto": "auto", "contribution": "contribution (CAM)", "cosine": "cosine (BioViL)"}
 
 eng = state.engine()
 st.title("Ground a phrase")
@@ -38,25 +40,25 @@ def phrase_input(query: str, label: str, placeholder: str) -> str:
     return (text or "").strip()
 
 
-def ground_cxr(cxr: Upload, phrase: str, opacity: float) -> None:
+def ground_cxr(cxr: Upload, phrase: str, opacity: float, readout: MapReadout) -> None:
     assert cxr.view is not None
-    heat = eng.ground_cxr(cxr.array, phrase)  # [H0, W0] in the image's own pixels
+    heat = eng.ground_cxr(cxr.array, phrase, readout)  # [H0, W0] in the image's own pixels
     display = viewer.current_display(cxr, case.serial)
     grey = viewer.windowed(cxr.view, display.center, display.width)
     st.image(viewer.to_display(viewer.heat_overlay(grey, heat, opacity), display),
              caption=f"'{phrase}' on the X-ray · {viewer.caption(cxr, display)}")
-    bar, text = viewer.colour_bar(float(np.nanmin(heat)), float(np.nanmax(heat)), eng.map_label("cxr"))
+    bar, text = viewer.colour_bar(float(np.nanmin(heat)), float(np.nanmax(heat)), eng.map_label("cxr", readout))
     st.image(bar, caption=text, width=360)
 
 
-def ground_ecg(ecg: Upload, phrase: str, opacity: float) -> None:
-    g = eng.ground_ecg(ecg.array, phrase, ecg.fs)
+def ground_ecg(ecg: Upload, phrase: str, opacity: float, readout: MapReadout) -> None:
+    g = eng.ground_ecg(ecg.array, phrase, ecg.fs, readout)
     best = [LEADS[i] for i in g.lead_scores.argsort()[::-1][:3]] if g.lead_axis else []
     segments = g.segments()
-    png = state.memo(("ecg_ground", case.serial, phrase, opacity), lambda: ecg_paper_png(
+    png = state.memo(("ecg_ground", case.serial, phrase, opacity, readout), lambda: ecg_paper_png(
         ecg.array, ecg.fs or 500.0, start_s=g.offset_s, heat=Heat(g, opacity, best, segments)))
-    st.image(png, caption=f"'{phrase}' on the ECG · shading: similarity over time on each lead · red frames: "
-             "best-matching leads · red bars under each row: best-matching segments")
+    st.image(png, caption=f"'{phrase}' on the ECG · shading: {eng.map_label('ecg', readout)} over time on each "
+             "lead · red frames: best-matching leads · red bars under each row: best-matching segments")
     spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in segments) or "none stands out"
     if g.lead_axis:
         st.markdown(f"**Best-matching leads:** {', '.join(best)} · **segments:** {spans}")
@@ -66,16 +68,21 @@ def ground_ecg(ecg: Upload, phrase: str, opacity: float) -> None:
 
 
 opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+shown = [m for m, x in (("cxr", case.cxr), ("ecg", case.ecg)) if x is not None]
+readout: MapReadout = st.radio(
+    "Map readout", eng.map_readouts(shown), format_func=READOUT_NAMES.__getitem__, horizontal=True, key="readout",
+    help="contribution (CAM): each region's share of the image-phrase cosine, exact for towers that average their "
+    "regions; cosine (BioViL): the phrase's cosine with each region alone; auto: contribution where exact")
 try:
     if case.cxr is not None:
         st.subheader("Chest X-ray")
         phrase = phrase_input("cxr", "Phrase to find on the X-ray", "e.g. small left pleural effusion")
         if phrase:
-            ground_cxr(case.cxr, phrase, opacity)
+            ground_cxr(case.cxr, phrase, opacity, readout)
     if case.ecg is not None:
         st.subheader("12-lead ECG")
         phrase = phrase_input("ecg", "Phrase to find on the ECG", "e.g. ST elevation in the anterior leads")
         if phrase:
-            ground_ecg(case.ecg, phrase, opacity)
+            ground_ecg(case.ecg, phrase, opacity, readout)
 except MedclrError as err:
     st.error(f"Cannot ground this phrase: {err}")

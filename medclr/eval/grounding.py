@@ -43,6 +43,7 @@ from medclr.eval.grounding_maps import (
     ecg_similarity_map,
     ecg_similarity_maps,
     map_kind,
+    map_readouts,
 )
 from medclr.eval.grounding_metrics import (
     BIOVIL_THRESHOLDS,
@@ -75,7 +76,8 @@ __all__ = [  # this module's public names and those of grounding_maps and ground
     "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal", "ecg_lead_auroc", "ecg_overlay_png",
     "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map", "ecg_similarity_maps",
     "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding", "evaluate_grounding_task", "map_kind",
-    "miou", "near_region", "overlay_png", "pointing_game", "pointing_game_key", "segments_mask", "world_truth",
+    "map_readouts", "miou", "near_region", "overlay_png", "pointing_game", "pointing_game_key", "segments_mask",
+    "world_truth",
 ]
 
 

@@ -200,15 +200,21 @@ MAP_DESCRIPTIONS: dict[MapKind, str] = {
     "cosine": "cosine of the unit phrase embedding with each projected unit token (BioViL)"}
 
 
+def map_readouts(model: MedClr, modality: str) -> tuple[MapReadout, ...]:
+    """The readouts ``modality``'s tower supports: all three when it pools by the mean of its tokens and projects
+    linearly (its score decomposes over the grid), else ``auto`` and ``cosine``."""
+    tower = model.tower(modality)
+    return MAP_READOUTS if tower.encoder.pools_by_mean and isinstance(tower.head, nn.Linear) else ("auto", "cosine")
+
+
 def map_kind(model: MedClr, modality: str, readout: MapReadout = "auto") -> MapKind:
     """The maps ``modality``'s tower gives with ``readout`` (module docstring): ``auto`` is ``contribution`` when the
     tower pools by the mean of its tokens and projects linearly (the score then decomposes over the grid), else
-    ``cosine``. Raises ValueError for ``contribution`` on a tower whose score does not decompose, or an unknown
-    readout."""
+    ``cosine``. Raises MedclrInputError for ``contribution`` on a tower whose score does not decompose (one that
+    :func:`map_readouts` does not list it for), ValueError for an unknown readout."""
     if readout not in MAP_READOUTS:
         raise ValueError(f"unknown grounding map readout {readout!r}; choose one of {', '.join(MAP_READOUTS)}")
-    tower = model.tower(modality)
-    decomposes = tower.encoder.pools_by_mean and isinstance(tower.head, nn.Linear)
+    decomposes = "contribution" in map_readouts(model, modality)
     if readout == "contribution" and not decomposes:
         raise MedclrInputError(None, f"contribution maps need a tower that mean-pools its tokens and projects "
                                f"linearly; the {modality} tower does not, so its score does not decompose over the "

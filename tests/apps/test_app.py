@@ -156,6 +156,11 @@ def test_ground_page_heatmaps(app: AppTest, real_dicom: Path, ptbxl_record: tupl
     _ok(app)
     assert any("'left pleural effusion' on the X-ray" in i.caption for img in app.image for i in img.proto.imgs)
     assert any("segments" in m.value for m in app.markdown)
+    # the tiny run's towers are [CLS]-pooled transformers: contribution maps are not offered
+    assert app.radio(key="readout").options == ["auto", "cosine (BioViL)"]
+    app.radio(key="readout").set_value("cosine").run()
+    _ok(app)
+    assert any("shading: cosine similarity" in i.caption for img in app.image for i in img.proto.imgs)
 
 
 def test_no_run_configured(monkeypatch: pytest.MonkeyPatch) -> None:

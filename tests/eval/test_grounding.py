@@ -246,6 +246,7 @@ def test_a_grounding_map_readout_can_be_chosen() -> None:
     assert not np.allclose(auto_grids[0], cosine_grids[0])  # auto kept the contributions
     nonlinear = MedClr({"cxr": Tower(MeanPooledPatches((0, 0)), nn.Sequential(nn.Linear(4, 4), nn.ReLU()))}, 4,
                        LogitScale(10.0, 100.0))
+    assert g.map_readouts(linear, "cxr") == g.MAP_READOUTS and g.map_readouts(nonlinear, "cxr") == ("auto", "cosine")
     with pytest.raises(MedclrInputError, match="--grounding-map cosine"):
         g.cxr_similarity_grids(nonlinear, x, phrase, "contribution")
     with pytest.raises(ValueError, match="unknown grounding map readout"):
