@@ -172,7 +172,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "  retrieval       recall@K/<q>-><t>, mrr, median_rank for every modality pair and two-to-one;\n"
         "                  runs trained with GLoRIA's local term: also recall@K/report->cxr_local (local score)\n"
         "  grounding       phrase grounding: cnr, miou, pointing_game (maximum inside a box) and\n"
-        "                  pointing_game@15px (within 15 px: Zhang et al.'s tolerance) on X-rays;\n"
+        "                  pointing_game@15px (within 15 px: Zhang et al.'s tolerance) on X-rays,\n"
+        "                  over MS-CXR's eight findings (others: per label and all_categories/*);\n"
         "                  ecg/* (synthetic world)\n"
         "  probe           logistic regression on frozen embeddings with 1/10/100% of the training labels\n"
         "  diagnostics     modality gap, alignment, uniformity, effective rank\n\n"
@@ -194,10 +195,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pointing-tolerance", type=float, default=15.0, metavar="PX",
                    help="grounding: original pixels of the tolerant pointing game, pointing_game@<PX>px (default 15, "
                    "Zhang et al. 2016's tolerance; 0: the strict pointing_game only)")
-    p.add_argument("--grounding-map", choices=("auto", "contribution", "cosine"), default="auto",
-                   help="grounding: contribution = each token's share of the image-phrase cosine (CAM; exact for "
-                   "mean-pooled towers with a linear head), cosine = the phrase's cosine with each token (BioViL), "
-                   "auto = contribution where exact, else cosine (default)")
+    p.add_argument("--grounding-map", choices=("auto", "contribution", "cosine"), default="cosine",
+                   help="grounding: cosine = the phrase's cosine with each token (BioViL; MS-CXR's protocol, the "
+                   "default), contribution = each token's share of the image-phrase cosine (CAM; exact for "
+                   "mean-pooled towers with a linear head), auto = contribution where exact, else cosine")
     p.set_defaults(handler=_eval)
 
 

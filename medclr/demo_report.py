@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from medclr.demo import DemoOptions, Stage
 
 SYNTH_CARD = Path(__file__).resolve().parents[1] / "data_cards" / "synth.md"
-# the card's CAM pointing-game rows: "pointing game: all phrases", "pointing game: Edema", "pointing game@15px: ..."
+# the card's CAM pointing-game rows: "pointing game: MS-CXR findings" (the headline), "pointing game: all phrases",
+# "pointing game: Edema", "pointing game@15px: ..."
 POINTING_ROW = re.compile(r"pointing game(@[\d.]+px)?: (.+)")
 Metrics = dict[str, Any]
 Baselines = dict[tuple[str, str], tuple[float, str]]  # (task, metric) -> (value, which baseline)
@@ -42,8 +43,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "zeroshot-joint": (r"auroc/[^/]+",),
     "retrieval": (rf"recall@(1|10)/{_PAIRS_WITH_REPORTS}", r"recall@10/(report->cxr|cxr->report)_local",
                   r"recall@10/(cxr->ecg|ecg->cxr|\w+\+\w+->\w+)"),
-    "grounding": ("cnr", "miou", "pointing_game", r"pointing_game@[\d.]+px", "ecg/cnr", "ecg/pointing_game_lead",
-                  "ecg/pointing_game_segment", "ecg/lead_auroc"),
+    "grounding": ("cnr", "miou", "pointing_game", r"pointing_game@[\d.]+px", r"all_categories/pointing_game",
+                  "ecg/cnr", "ecg/pointing_game_lead", "ecg/pointing_game_segment", "ecg/lead_auroc"),
 }
 PLOTS = {"zeroshot-cxr": "ROC curves (X-ray zero-shot)", "zeroshot-ecg": "ROC curves (ECG zero-shot)",
          "zeroshot-joint": "ROC curves (joint zero-shot)", "retrieval": "retrieval examples",
@@ -75,8 +76,9 @@ def card_baselines(card: Path = SYNTH_CARD) -> Baselines:
 
     Card rows map to metrics as: a finding (``Cardiomegaly``) -> ``zeroshot-cxr`` ``auroc/Cardiomegaly`` (X-ray
     column); ``ECG CD (...)`` -> ``zeroshot-ecg`` ``auroc/CD`` (ECG column); ``joint: Heart Failure`` ->
-    ``zeroshot-joint`` ``auroc/Heart Failure`` (the "both" column); ``pointing game: all phrases`` / ``pointing
-    game: Edema`` -> ``grounding`` ``pointing_game`` / ``pointing_game/Edema`` (the supervised CNN's CAM, third
+    ``zeroshot-joint`` ``auroc/Heart Failure`` (the "both" column); ``pointing game: MS-CXR findings`` / ``pointing
+    game: all phrases`` / ``pointing game: Edema`` -> ``grounding`` ``pointing_game`` (MS-CXR's eight findings, the
+    headline) / ``all_categories/pointing_game`` / ``pointing_game/Edema`` (the supervised CNN's CAM, third
     column), ``pointing game@15px: ...`` the same for ``pointing_game@15px``. Empty when the card or the table is
     missing.
     """
@@ -90,7 +92,8 @@ def card_baselines(card: Path = SYNTH_CARD) -> Baselines:
         label = cells[0]
         if (pointing := POINTING_ROW.fullmatch(label)) and len(cells) >= 3:
             metric = f"pointing_game{pointing[1] or ''}"
-            key = ("grounding", metric if pointing[2] == "all phrases" else f"{metric}/{pointing[2]}")
+            scope = {"MS-CXR findings": metric, "all phrases": f"all_categories/{metric}"}
+            key = ("grounding", scope.get(pointing[2], f"{metric}/{pointing[2]}"))
             value, note = cells[2], "supervised CNN's CAM, other X-rays"
         elif len(cells) < 4:
             continue
@@ -119,6 +122,9 @@ def _count(values: Metrics, task: str, key: str) -> str:
         return f"{pos}+ / {neg}-" if pos and neg else ""
     if task == "retrieval":
         return num(f"n/{name}")
+    if task == "grounding" and key.startswith("all_categories/"):  # the headline's phrases and the others
+        scored, other = values.get("n_phrases"), values.get("n_phrases_other")
+        return f"{scored + other:.0f}" if isinstance(scored, int | float) and isinstance(other, int | float) else ""
     if task == "grounding":
         return num("ecg/n" if key.startswith("ecg/") else "n_phrases")
     return num("n_rows")

@@ -47,7 +47,7 @@ def test_grounding_map_choices_are_the_readouts() -> None:
 
     eval_parser = next(a for a in build_parser()._actions if a.dest == "command").choices["eval"]  # type: ignore[index]
     readout = next(a for a in eval_parser._actions if a.dest == "grounding_map")
-    assert tuple(readout.choices) == MAP_READOUTS and readout.default == "auto"
+    assert tuple(readout.choices) == MAP_READOUTS and readout.default == "cosine"  # MS-CXR's protocol
 
 
 def test_prepare_missing_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,8 @@ def _metrics(task: str) -> dict[str, Any]:
                       "recall@10/report->cxr_local_label_ceiling": 0.48, "recall@1/report->cxr_local": 0.1},
         "grounding": {"cnr": 0.5, "miou/biovil": 0.1, "pointing_game": 0.4, "pointing_game_chance": 0.2,
                       "pointing_game_reachable": 0.85,
-                      "cnr/Edema": 0.4, "n_phrases": 12, "ecg/pointing_game_lead": 0.5, "ecg/n": 8,
+                      "cnr/Edema": 0.4, "n_phrases": 12, "n_phrases_other": 3, "all_categories/pointing_game": 0.35,
+                      "ecg/pointing_game_lead": 0.5, "ecg/n": 8,
                       "grounding_protocol": "pointing game = map maximum inside a box"},
     }[task]
     return {**header, **values}
@@ -239,19 +240,24 @@ def test_card_baselines_are_read_from_the_synth_card() -> None:
     assert joint == (pytest.approx(0.949), "LR on 32x32 pixels + ECG features")
     assert len(base) >= 16  # 10 X-ray findings, 5 ECG superclasses, 1 joint label
     # "Grounding: where does a CNN trained with labels point?": its CAM's pointing game, overall and per finding
-    assert base[("grounding", "pointing_game")] == (pytest.approx(0.327), "supervised CNN's CAM, other X-rays")
+    # (the headline over MS-CXR's eight findings; every phrase, support devices too, under all_categories/)
+    assert base[("grounding", "pointing_game")] == (pytest.approx(0.345), "supervised CNN's CAM, other X-rays")
+    assert base[("grounding", "all_categories/pointing_game")][0] == pytest.approx(0.327)
     assert base[("grounding", "pointing_game/Cardiomegaly")][0] == pytest.approx(0.481)
-    assert base[("grounding", "pointing_game@15px")][0] == pytest.approx(0.443)  # Zhang et al.'s 15 px tolerance
+    assert base[("grounding", "pointing_game@15px")][0] == pytest.approx(0.469)  # Zhang et al.'s 15 px tolerance
+    assert base[("grounding", "all_categories/pointing_game@15px")][0] == pytest.approx(0.443)
 
 
 def test_card_pointing_rows_map_to_their_metric(tmp_path: Path) -> None:
     card = tmp_path / "card.md"
-    rows = ["| pointing game: all phrases | 9 | 0.30 |", "| pointing game@15px: all phrases | 9 | 0.45 |",
-            "| pointing game@15px: Edema | 3 | 0.67 |", "| pointing gamer: Edema | 3 | 0.99 |"]
+    rows = ["| pointing game: MS-CXR findings | 8 | 0.35 |", "| pointing game: all phrases | 9 | 0.30 |",
+            "| pointing game@15px: all phrases | 9 | 0.45 |", "| pointing game@15px: Edema | 3 | 0.67 |",
+            "| pointing gamer: Edema | 3 | 0.99 |"]
     card.write_text("\n".join(["## Simple baselines", "| phrases | n | CAM |", "|---|---|---|", *rows, "", "## Next"]))
     base = demo.card_baselines(card)
-    assert {k: v[0] for k, v in base.items()} == {("grounding", "pointing_game"): 0.30,
-                                                  ("grounding", "pointing_game@15px"): 0.45,
+    assert {k: v[0] for k, v in base.items()} == {("grounding", "pointing_game"): 0.35,
+                                                  ("grounding", "all_categories/pointing_game"): 0.30,
+                                                  ("grounding", "all_categories/pointing_game@15px"): 0.45,
                                                   ("grounding", "pointing_game@15px/Edema"): 0.67}
 
 
@@ -270,9 +276,11 @@ def test_results_table_rows_baselines_and_chance() -> None:
     assert local.value == 0.45 and local.baseline_note == "chance K/n; label ceiling 0.480"
     assert ("retrieval", "recall@1/report->cxr_local") not in by_key
     assert by_key[("retrieval", "recall@10/cxr+ecg->report")].n == "200"
-    assert by_key[("grounding", "pointing_game")].baseline == pytest.approx(0.327)  # the card's CAM, then chance
+    assert by_key[("grounding", "pointing_game")].baseline == pytest.approx(0.345)  # the card's CAM, then chance
     assert by_key[("grounding", "pointing_game")].baseline_note == ("supervised CNN's CAM, other X-rays; chance 0.200; "
                                                                     "grid ceiling 0.850")
+    every = by_key[("grounding", "all_categories/pointing_game")]  # every phrase, MS-CXR's findings and the others
+    assert (every.value, every.n, every.baseline) == (0.35, "15", pytest.approx(0.327))
     assert by_key[("grounding", "ecg/pointing_game_lead")].baseline is None  # no chance stated, no card row
     plain = {(r.task, r.metric): r for r in demo.results_rows(metrics, {})}[("grounding", "pointing_game")]
     assert (plain.baseline, plain.baseline_note) == (pytest.approx(0.2), "chance; grid ceiling 0.850")

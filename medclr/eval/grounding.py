@@ -26,6 +26,7 @@ import torch
 from medclr.data.cache import CacheSettings, build_cache
 from medclr.data.dataset import StudyDataset
 from medclr.data.manifest import read_manifest
+from medclr.data.sources.ms_cxr import CATEGORIES as MS_CXR_CATEGORIES
 from medclr.data.transforms import fit_ecg
 from medclr.errors import MedclrInputError
 from medclr.eval.grounding_maps import (
@@ -99,9 +100,15 @@ def _summary(records: list[dict[str, Any]], metrics: Sequence[str], headline: Se
         low, high = bootstrap_mean_ci(values[:, None], reps, seed) if reps > 0 and len(values) \
             else (np.full(1, np.nan),) * 2
         out[f"{prefix}{k}_ci_low"], out[f"{prefix}{k}_ci_high"] = float(low[0]), float(high[0])
+    return out | _per_label(records, headline, prefix)
+
+
+def _per_label(records: list[dict[str, Any]], metrics: Sequence[str], prefix: str = "") -> dict[str, float]:
+    """``<prefix><metric>/<label>``: each metric's mean (NaN skipped) over the records of each label."""
+    out: dict[str, float] = {}
     for label in sorted({r["label"] for r in records}):
         mine = [r for r in records if r["label"] == label]
-        out.update({f"{prefix}{k}/{label}": _nanmean([r[k] for r in mine]) for k in headline})
+        out.update({f"{prefix}{k}/{label}": _nanmean([r[k] for r in mine]) for k in metrics})
     return out
 
 
@@ -133,8 +140,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                            cache_dir: str | Path | None = None, batch_size: int = 16, progress: bool = False,
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
                            seed: int = 0, exclude_images: Collection[Path] = (),
-                           pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "auto"
-                           ) -> dict[str, float]:
+                           pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "cosine",
+                           categories: Collection[str] | None = MS_CXR_CATEGORIES) -> dict[str, float]:
     """X-ray phrase grounding over the rows of ``manifest`` that have a ``grounding`` JSON (MS-CXR, or the synthetic
     world's ``ms-cxr/`` prepared with ``medclr prepare ms-cxr``) in ``splits`` (None: every such row; MS-CXR v1.0
     was a zero-shot benchmark as a whole). Images come from the preprocessed cache built with the run's
@@ -146,8 +153,12 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     ``cnr|miou|pointing_game[@<T>px]/<label>`` and ``..._ci_low|_ci_high`` (percentile bootstrap over
     phrases, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``). ``plots_dir``: overlays of the first
     ``max_plots`` phrases. ``exclude_images``: resolved image paths to leave out (those a run trained on), counted
-    in ``n_images_excluded``. ``readout``: the maps (:func:`map_kind`; ``auto``: contributions where the score
-    decomposes, else cosine).
+    in ``n_images_excluded``. ``readout``: the maps (:func:`map_kind`; default ``cosine``, MS-CXR's protocol as
+    BioViL published it; ``auto``: contributions where the score decomposes, else cosine). ``categories``: the
+    findings the headline means and CIs cover (default MS-CXR's eight; None: every phrase). Phrases of other
+    findings (the synthetic world also boxes support devices) keep their ``/<label>`` means, are counted in
+    ``n_phrases_other``, and join every phrase in the ``all_categories/<metric>`` means; ``n_phrases`` counts the
+    headline's phrases.
     """
     path = Path(manifest)
     m = read_manifest(path)
@@ -196,11 +207,16 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                     _plot_cxr(m.resolve("cxr", str(frame["cxr_path"].iat[row])), sim, boxes, e,
                               Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png", map_label)
     tolerant_keys = [tolerant] if tolerant else []
-    out = _summary(records, ["cnr", "miou", "miou/biovil", "pointing_game", "pointing_game_chance",
-                             "pointing_game_reachable", *tolerant_keys, *(f"{k}_chance" for k in tolerant_keys)],
-                   ["cnr", "miou", "pointing_game", *tolerant_keys], reps=reps, seed=seed)
-    return {**out, "n_phrases": float(len(records)), "n_images": float(len(rows)),
-            "n_images_excluded": float(excluded.sum())}
+    headline = ["cnr", "miou", "pointing_game", *tolerant_keys]
+    scored = [r for r in records if categories is None or r["label"] in categories]
+    other = [r for r in records if not (categories is None or r["label"] in categories)]
+    out = _summary(scored, ["miou/biovil", "pointing_game_chance", "pointing_game_reachable", *headline,
+                            *(f"{k}_chance" for k in tolerant_keys)], headline, reps=reps, seed=seed)
+    if other:
+        out |= _per_label(other, headline)
+        out |= {f"all_categories/{k}": _nanmean([r[k] for r in records]) for k in headline}
+    return {**out, "n_phrases": float(len(scored)), "n_phrases_other": float(len(other)),
+            "n_images": float(len(rows)), "n_images_excluded": float(excluded.sum())}
 
 
 def _plot_cxr(path: Path, sim: np.ndarray, boxes: Boxes, entry: dict[str, Any], out: Path, label: str) -> None:
@@ -232,7 +248,7 @@ def _read_ecg(path: Path, settings: CacheSettings) -> tuple[np.ndarray, float]:
 def evaluate_ecg_grounding(model: MedClr, truth: str | Path, settings: CacheSettings, *,
                            splits: Sequence[str] | None = None, max_rows: int | None = None, batch_size: int = 16,
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
-                           seed: int = 0, readout: MapReadout = "auto") -> dict[str, float]:
+                           seed: int = 0, readout: MapReadout = "cosine") -> dict[str, float]:
     """ECG phrase grounding on a synthetic world (``truth`` = its ``truth.csv``; ECG files beside it): every ECG with
     a localised finding (MI, STTC), read and preprocessed as the cache does with the run's ``settings``. ``splits``
     keep the patients of the world's patient-level split (:func:`medclr.synth.render.subject_split`, the split of
@@ -301,7 +317,7 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
                        progress: bool = False, plots_dir: str | Path | None = None, max_plots: int = 4,
                        reps: int = 1000, seed: int = 0, cxr_splits: Sequence[str] | None = None,
                        exclude_images: Collection[Path] = (),
-                       pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "auto"
+                       pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "cosine"
                        ) -> dict[str, float]:
     """X-ray grounding on ``manifest`` (rows with ``grounding``) and/or ECG grounding on a synthetic world's
     ``truth`` (``truth.csv``), merged into one flat dict (see :func:`evaluate_cxr_grounding` and
@@ -361,6 +377,8 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
         + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
         "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box "
         "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling)"
+        f"; headline means and CIs over MS-CXR's eight findings ({', '.join(MS_CXR_CATEGORIES)}); phrases of other "
+        "findings (n_phrases_other): their /<label> means, and with every phrase the all_categories/<metric> means"
         + (f"; {pointing_game_key(r.pointing_tolerance)} = map maximum within {r.pointing_tolerance:g} original pixels "
            "of a box (Zhang et al., 2016's tolerant pointing game)" if r.pointing_tolerance > 0 else "") + "; "
         "mIoU = mean IoU over thresholds "

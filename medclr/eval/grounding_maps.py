@@ -29,10 +29,13 @@ depends on how the tower pools (:func:`map_kind`):
 * ``cosine`` (BioViL): otherwise (a [CLS]-pooled transformer's patch tokens never form the pooled vector), with
   unit tokens ``v_ij``: ``S[i, j] = cos(v_ij, t)`` in [-1, 1].
 
-Either readout can be asked for (``readout``; ``medclr eval --grounding-map``): ``cosine`` on any tower (BioViL's
-published readout, to compare with its numbers), ``contribution`` only where the score decomposes; ``auto`` picks
-as above. Neither is better on every model: on the demo world's mean-pooled CNN the two swap places from seed to
-seed (README, Results).
+Either readout can be asked for (``readout``): ``cosine`` on any tower, ``contribution`` only where the score
+decomposes; ``auto`` picks as above and is what these functions and the app's Ground page default to (their maps
+explain the score the app shows). ``medclr eval --task grounding`` reads ``cosine`` maps by default, MS-CXR's
+protocol as BioViL published it (``--grounding-map`` chooses). Neither readout points better on every model: on the
+demo recipe's mean-pooled CNN, trained with GLoRIA's local term on unit tokens, cosine maps pointed better than
+contributions on some seeds and worse on others (README, Results), where an early CNN without the local term had
+its cosine maps light the borders.
 
 **Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` is centred at input coordinate ``c + i s``
 (:class:`TokenLayout`): ``c = s / 2`` for patches ``[i s, (i + 1) s)`` (ViT), ``c = 1/2`` for a CNN of "same"-padded

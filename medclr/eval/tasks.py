@@ -70,7 +70,7 @@ class EvalRequest:
     progress: bool = True
     device: str = "cpu"
     pointing_tolerance: float = POINTING_TOLERANCE_PX  # grounding: the tolerant pointing game's pixels (0: strict only)
-    grounding_map: MapReadout = "auto"  # grounding: contribution | cosine maps (auto: contribution where exact)
+    grounding_map: MapReadout = "cosine"  # grounding maps: cosine (MS-CXR's protocol) | contribution | auto
 
 
 class EvalSession:

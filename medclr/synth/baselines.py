@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 
+from medclr.data.sources.ms_cxr import CATEGORIES as MS_CXR_CATEGORIES
 from medclr.data.transforms import resize_pad
 from medclr.eval.grounding_maps import TokenLayout, cxr_grid_to_original
 from medclr.eval.grounding_metrics import POINTING_TOLERANCE_PX, pointing_game, pointing_game_key
@@ -152,8 +153,9 @@ def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequ
     original pixels through the geometry; hit = its maximum inside one of the phrase's boxes). The map is the
     label's, not the phrase's: a CAM cannot tell the left base from the right, so a phrase naming one side can be
     missed where the contrastive model, which reads the location, need not miss it.
-    Rows: label, then ``all``; columns ``pointing_game``, ``pointing_game@15px`` (Zhang et al.'s tolerance, as
-    ``medclr eval`` reports it) and ``n_phrases``."""
+    Rows: label, then ``MS-CXR findings`` (the phrases of MS-CXR's eight findings: ``medclr eval``'s headline) and
+    ``all``; columns ``pointing_game``, ``pointing_game@15px`` (Zhang et al.'s tolerance, as ``medclr eval``
+    reports it) and ``n_phrases``."""
     tolerant = pointing_game_key(POINTING_TOLERANCE_PX)
     records: list[tuple[str, float, float]] = []
     for i in np.flatnonzero(~train).tolist():
@@ -170,6 +172,8 @@ def cam_pointing_game(model: SupervisedCnn, images: np.ndarray, geometries: Sequ
     table = pd.DataFrame(records, columns=["label", "pointing_game", tolerant])
     per_label = table.groupby("label").agg(pointing_game=("pointing_game", "mean"), tol=(tolerant, "mean"),
                                            n_phrases=("label", "size")).rename(columns={"tol": tolerant})
+    ms_cxr = table[table["label"].isin(MS_CXR_CATEGORIES)]
+    per_label.loc["MS-CXR findings"] = [ms_cxr["pointing_game"].mean(), ms_cxr[tolerant].mean(), len(ms_cxr)]
     per_label.loc["all"] = [table["pointing_game"].mean(), table[tolerant].mean(), len(table)]
     return per_label
 

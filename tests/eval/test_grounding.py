@@ -300,7 +300,7 @@ def test_evaluate_grounding_on_a_tiny_world(tiny_model: MedClr, world: tuple[Pat
                 "ecg/cnr", "ecg/n"):
         assert key in out and math.isfinite(out[key]), key
     phrases = pd.read_parquet(manifest)["grounding"].map(lambda c: len(json.loads(c))).sum()
-    assert out["n_phrases"] == phrases and out["n_images"] == 4
+    assert out["n_phrases"] + out["n_phrases_other"] == phrases and out["n_images"] == 4
     labels = {e["label"] for c in pd.read_parquet(manifest)["grounding"] for e in json.loads(c)}
     assert all(f"pointing_game/{label}" in out and f"cnr/{label}" in out for label in labels)
     assert 0.0 <= out["pointing_game"] <= 1.0 and 0.0 <= out["miou"] <= 1.0 and out["ecg/n"] >= 4
@@ -313,6 +313,26 @@ def test_evaluate_grounding_on_a_tiny_world(tiny_model: MedClr, world: tuple[Pat
     assert not any("@" in k for k in strict) and strict["pointing_game"] == out["pointing_game"]
     small = g.evaluate_grounding(tiny_model, manifest, settings=SETTINGS, cache_dir=tmp_path, max_rows=1)
     assert small["n_images"] == 1 and not any(k.startswith("ecg/") for k in small)
+
+
+def test_headline_covers_ms_cxr_findings_and_others_keep_their_own_keys(tiny_model: MedClr, world: tuple[Path, Path],
+                                                                         tmp_path: Path) -> None:
+    """MS-CXR grades eight findings; a phrase of another (the world also boxes support devices) keeps its per-label
+    keys and joins the all_categories means, but not the headline."""
+    _, manifest = world
+    entries = [e for c in pd.read_parquet(manifest)["grounding"] for e in json.loads(c)]
+    counts = pd.Series([e["label"] for e in entries]).value_counts()
+    every = g.evaluate_cxr_grounding(tiny_model, manifest, SETTINGS, cache_dir=tmp_path, reps=0, categories=None)
+    assert every["n_phrases"] == len(entries) and every["n_phrases_other"] == 0
+    assert not any(k.startswith("all_categories/") for k in every)
+    kept = str(counts.index[0])
+    one = g.evaluate_cxr_grounding(tiny_model, manifest, SETTINGS, cache_dir=tmp_path, reps=0, categories=[kept])
+    assert one["n_phrases"] == counts[kept] and one["n_phrases_other"] == len(entries) - counts[kept] > 0
+    assert one["pointing_game"] == pytest.approx(every[f"pointing_game/{kept}"])
+    assert one["all_categories/pointing_game"] == pytest.approx(every["pointing_game"])
+    for label in counts.index:
+        assert one[f"pointing_game/{label}"] == pytest.approx(every[f"pointing_game/{label}"]), label
+    assert not any(k.endswith("_ci_low") and "/" in k for k in one)  # other findings get no CI keys of their own
 
 
 def test_grounding_cis_bracket_the_means(tiny_model: MedClr, world: tuple[Path, Path], tmp_path: Path) -> None:
@@ -380,9 +400,11 @@ def test_grounding_task_finds_the_world_truth(tiny_model: MedClr, tiny_bert_dir:
     assert out["n_images"] + out["n_images_excluded"] == 4 and out["n_images_excluded"] >= 1
     assert out["ecg/n"] >= 4 and "mIoU" in ctx.protocol["grounding_protocol"]
     assert "pointing_game@7.5px" in out and "within 7.5 original pixels" in ctx.protocol["grounding_protocol"]
+    # MS-CXR's protocol by default: cosine maps, headline over its eight findings
+    assert "(--grounding-map cosine): cxr: cosine of the unit phrase" in ctx.protocol["grounding_protocol"]
+    assert "over MS-CXR's eight findings (Atelectasis, " in ctx.protocol["grounding_protocol"]
     # this tiny model's X-ray tower is a [CLS]-pooled ViT: auto reads cosine maps, contribution maps are refused
     assert g.map_kind(tiny_model, "cxr") == "cosine"
-    assert "(--grounding-map auto): cxr: cosine of the unit phrase" in ctx.protocol["grounding_protocol"]
     with pytest.raises(MedclrInputError, match="the cxr tower does not"):
         g.evaluate_grounding_task(EvalContext(replace(request, grounding_map="contribution"), tiny_model,
                                               ["train", "val", "test"], "all splits"))

@@ -55,6 +55,7 @@ def test_class_activation_maps_point_at_the_finding_on_held_out_images(
     geometries = [Geometry((SIDE, SIDE))] * N
     hit = cam_pointing_game(model, images, geometries, cells(PATCH), train)
     assert hit.loc["all", "n_phrases"] == finding[~train].sum() == hit.loc["Patch", "n_phrases"]
+    assert hit.loc["MS-CXR findings", "n_phrases"] == 0  # "Patch" is none of MS-CXR's eight findings
     assert hit.loc["all", "pointing_game"] > 0.9
     assert hit.loc["all", "pointing_game@15px"] >= hit.loc["all", "pointing_game"]  # every strict hit is within 15 px
     decoy = [12.0, 84.0, 24.0, 24.0]  # the same finding "annotated" in the lower left, where nothing is drawn
