@@ -160,6 +160,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     ``n_phrases_other``, and join every phrase in the ``all_categories/<metric>`` means; ``n_phrases`` counts the
     headline's phrases.
     """
+    map_label = MAP_LABELS[map_kind(model, "cxr", readout)]  # a readout the tower cannot give fails here, first
     path = Path(manifest)
     m = read_manifest(path)
     frame = m.frame
@@ -178,7 +179,6 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     rows = np.flatnonzero(wanted & cache.rows["cxr_ok"].to_numpy())[:max_rows]  # cache rows = manifest rows
     dataset = StudyDataset(cache, None, ["cxr"])
     tolerant = pointing_game_key(pointing_tolerance) if pointing_tolerance > 0 else None
-    map_label = MAP_LABELS[map_kind(model, "cxr", readout)]  # checked before the cache is built
     records: list[dict[str, Any]] = []
     for start in range(0, len(rows), batch_size):
         chunk = [int(r) for r in rows[start : start + batch_size]]
@@ -208,8 +208,9 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                               Path(plots_dir) / f"grounding_cxr_{len(records):02d}.png", map_label)
     tolerant_keys = [tolerant] if tolerant else []
     headline = ["cnr", "miou", "pointing_game", *tolerant_keys]
-    scored = [r for r in records if categories is None or r["label"] in categories]
-    other = [r for r in records if not (categories is None or r["label"] in categories)]
+    in_scope = [categories is None or r["label"] in categories for r in records]
+    scored = [r for r, keep in zip(records, in_scope, strict=True) if keep]
+    other = [r for r, keep in zip(records, in_scope, strict=True) if not keep]
     out = _summary(scored, ["miou/biovil", "pointing_game_chance", "pointing_game_reachable", *headline,
                             *(f"{k}_chance" for k in tolerant_keys)], headline, reps=reps, seed=seed)
     if other:
