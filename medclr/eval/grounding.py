@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from fractions import Fraction
@@ -158,7 +159,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     findings the headline means and CIs cover (default MS-CXR's eight; None: every phrase). Phrases of other
     findings (the synthetic world also boxes support devices) keep their ``/<label>`` means, are counted in
     ``n_phrases_other``, and join every phrase in the ``all_categories/<metric>`` means; ``n_phrases`` counts the
-    headline's phrases.
+    headline's phrases, ``n_phrases/<label>`` each finding's.
     """
     map_label = MAP_LABELS[map_kind(model, "cxr", readout)]  # a readout the tower cannot give fails here, first
     path = Path(manifest)
@@ -216,7 +217,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     if other:
         out |= _per_label(other, headline)
         out |= {f"all_categories/{k}": _nanmean([r[k] for r in records]) for k in headline}
-    return {**out, "n_phrases": float(len(scored)), "n_phrases_other": float(len(other)),
+    counts = {f"n_phrases/{label}": float(n) for label, n in Counter(r["label"] for r in records).items()}
+    return {**out, **counts, "n_phrases": float(len(scored)), "n_phrases_other": float(len(other)),
             "n_images": float(len(rows)), "n_images_excluded": float(excluded.sum())}
 
 

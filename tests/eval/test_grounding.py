@@ -328,6 +328,7 @@ def test_headline_covers_ms_cxr_findings_and_others_keep_their_own_keys(tiny_mod
     kept = str(counts.index[0])
     one = g.evaluate_cxr_grounding(tiny_model, manifest, SETTINGS, cache_dir=tmp_path, reps=0, categories=[kept])
     assert one["n_phrases"] == counts[kept] and one["n_phrases_other"] == len(entries) - counts[kept] > 0
+    assert {label: one[f"n_phrases/{label}"] for label in counts.index} == counts.to_dict()
     assert one["pointing_game"] == pytest.approx(every[f"pointing_game/{kept}"])
     assert one["all_categories/pointing_game"] == pytest.approx(every["pointing_game"])
     for label in counts.index:
