@@ -351,13 +351,14 @@ def _evaluate(paths: DemoPaths, options: DemoOptions, stages: _Stages, session: 
               metrics: dict[str, Metrics]) -> None:
     """Run one evaluation task through ``session`` (or read its up-to-date metrics file) into ``metrics[task]``; a
     task that fails is left out and the demo goes on."""
-    from medclr.eval.tasks import EvalRequest, evaluate
+    from medclr.eval.tasks import EvalRequest, evaluate, protocol_version
 
     out = paths.metrics(task)
     manifest = paths.ms if task == "grounding" else paths.paired
-    fresh = up_to_date(out, paths.run, manifest)
-    if fresh:
-        metrics[task] = json.loads(out.read_text())
+    stored = _read_metrics(out) if up_to_date(out, paths.run, manifest) else None
+    fresh = stored is not None and stored.get("protocol_version", 1) == protocol_version(task)  # else recomputed
+    if stored is not None and fresh:
+        metrics[task] = stored
 
     def build() -> Outcome:
         request = EvalRequest(paths.run, manifest, task, out, reps=options.bootstrap, progress=options.progress)
@@ -369,6 +370,15 @@ def _evaluate(paths: DemoPaths, options: DemoOptions, stages: _Stages, session: 
 
     stages.run(f"eval:{task}", f"medclr eval {paths.run} --task {task} --manifest {manifest}", build,
                "" if fresh else None)
+
+
+def _read_metrics(path: Path) -> Metrics | None:
+    """A metrics file's contents, or None when it cannot be read as a JSON object (it is then recomputed)."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return values if isinstance(values, dict) else None
 
 
 def _embed(paths: DemoPaths, options: DemoOptions, stages: _Stages, session: EvalSession) -> None:

@@ -16,6 +16,7 @@ import medclr.demo as demo
 from medclr.cli import EXIT_USER_ERROR, main
 from medclr.config import load_config
 from medclr.demo import DemoOptions, DemoPaths, run_demo
+from medclr.eval.tasks import protocol_version
 
 EXPECTED_STAGES = ["world", "prepare", "prepare-ms", "train", *[f"eval:{t}" for t in demo.EVAL_TASKS], "embed",
                    "index", "report"]
@@ -23,7 +24,8 @@ EXPECTED_STAGES = ["world", "prepare", "prepare-ms", "train", *[f"eval:{t}" for 
 
 def _metrics(task: str) -> dict[str, Any]:
     """A metrics file as `medclr eval` writes it (header + flat keys with CIs), small but shaped like the real one."""
-    header = {"task": task, "splits": "test", "split_protocol": "split 'test' (200 rows)", "checkpoint": "best",
+    header = {"task": task, "protocol_version": protocol_version(task), "splits": "test",
+              "split_protocol": "split 'test' (200 rows)", "checkpoint": "best",
               "objective": "convirt", "label_policy": "ground truth of the synthetic world (truth.csv)"}
     values: dict[str, Any] = {
         "zeroshot-cxr": {"auroc/Cardiomegaly": 0.91, "auroc/Cardiomegaly_ci_low": 0.85,
@@ -156,6 +158,20 @@ def test_a_partial_run_is_resumed_and_stale_metrics_are_recomputed(tmp_path: Pat
     assert [s.status for s in result.stages if s.name.startswith("eval:")] == ["built"] * len(demo.EVAL_TASKS)
     assert result.status("embed") == "built" and result.status("world") == "reused"
     assert calls == ["train", *["evaluate"] * len(demo.EVAL_TASKS), "load_model", "embed", "save_embeddings"]
+
+
+def test_metrics_of_an_older_protocol_are_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grounding file from before the MS-CXR protocol (version 1: no stamp) and an unreadable file are evaluated
+    again; the other up-to-date files are reused."""
+    paths = fake_finished_demo(tmp_path, steps=30)
+    old = {k: v for k, v in _metrics("grounding").items() if k != "protocol_version"}
+    paths.metrics("grounding").write_text(json.dumps(old))
+    paths.metrics("retrieval").write_text("{not json")
+    calls = _forbid(monkeypatch)
+    result = run_demo(DemoOptions(out=tmp_path, preset="tiny", progress=False), say=lambda _: None)
+    evals = {s.name: s.status for s in result.stages if s.name.startswith("eval:")}
+    assert evals.pop("eval:grounding") == evals.pop("eval:retrieval") == "built"
+    assert set(evals.values()) == {"reused"} and calls.count("evaluate") == 2
 
 
 def _three_rows(*_: Any) -> Any:

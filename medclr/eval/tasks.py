@@ -47,6 +47,16 @@ from medclr.registry import Registry
 log = logging.getLogger(__name__)
 
 SMALL_TEST_ROWS = 200
+PROTOCOL_VERSIONS: dict[str, int] = {"grounding": 2}
+"""Each task's protocol version, written to its metrics files (``protocol_version``) and raised when a task's
+protocol changes what its numbers mean, so that ``medclr demo`` recomputes older files instead of reusing them.
+Grounding 2 (2026-12-07): cosine maps and headline means over MS-CXR's eight findings (1: contribution maps where
+exact, every phrase). Tasks not listed are at 1."""
+
+
+def protocol_version(task: str) -> int:
+    """The current protocol version of ``task`` (:data:`PROTOCOL_VERSIONS`)."""
+    return PROTOCOL_VERSIONS.get(task, 1)
 Metrics = dict[str, Any]
 EmbeddingKey = tuple[Path, tuple[str, ...] | None, int | None]  # (manifest, splits (None: all rows), max_rows)
 
@@ -242,7 +252,8 @@ def evaluate(request: EvalRequest, session: EvalSession | None = None) -> Metric
     ctx = EvalContext(request, session.model, splits, note, session=session)
     metrics = TASKS.get(request.task)(ctx)
     header: Metrics = {
-        "task": request.task, "run_dir": str(request.run_dir), "checkpoint": request.checkpoint,
+        "task": request.task, "protocol_version": protocol_version(request.task), "run_dir": str(request.run_dir),
+        "checkpoint": request.checkpoint,
         "manifest": str(request.manifest), "splits": ",".join(splits), "split_protocol": note,
         "objective": _objective(request.run_dir), **ctx.protocol,
     }

@@ -33,6 +33,7 @@ def test_every_task_writes_flat_metrics(trained_run: Path, world_manifest: Path,
     assert code == 0
     metrics = json.loads(out.read_text())
     assert metrics["task"] == task and metrics["objective"] == "convirt" and metrics["splits"] == "train,val,test"
+    assert metrics["protocol_version"] == (2 if task == "grounding" else 1)  # what medclr demo compares to reuse it
     for key in keys:
         assert key in metrics, f"{key} missing from {sorted(metrics)[:20]}"
     assert all(isinstance(v, str | int | float) for v in metrics.values())  # flat
