@@ -156,6 +156,17 @@ def _train(args: argparse.Namespace) -> int:
 EVAL_TASKS = ("zeroshot-cxr", "zeroshot-ecg", "zeroshot-joint", "retrieval", "grounding", "probe", "diagnostics")
 
 
+def _non_negative(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a run: zero-shot, retrieval, grounding, probes, diagnostics",
@@ -199,6 +210,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="grounding: cosine = the phrase's cosine with each token (BioViL; MS-CXR's protocol, the "
                    "default), contribution = each token's share of the image-phrase cosine (CAM; exact for "
                    "mean-pooled towers with a linear head), auto = contribution where exact, else cosine")
+    p.add_argument("--grounding-smooth", type=_non_negative, default=0.0, metavar="SIGMA",
+                   help="grounding: blur each X-ray map on the token grid with a Gaussian of SIGMA cells before "
+                   "upsampling (default 0: none; BioViL's reference inference engine uses 1.5)")
     p.set_defaults(handler=_eval)
 
 
@@ -209,7 +223,8 @@ def _eval(args: argparse.Namespace) -> int:
     request = EvalRequest(args.run_dir, args.manifest, args.task, args.out,
                           args.split.split(",") if args.split else None, args.prompts, args.checkpoint,
                           args.bootstrap, max_rows=args.max_rows, plots=not args.no_plots, device=args.device,
-                          pointing_tolerance=args.pointing_tolerance, grounding_map=args.grounding_map)
+                          pointing_tolerance=args.pointing_tolerance, grounding_map=args.grounding_map,
+                          grounding_smooth=args.grounding_smooth)
     metrics = evaluate(request)
     sys.stdout.write(f"{args.task} on {metrics['splits']} ({metrics['split_protocol']})\n{summary_table(metrics)}\n"
                      f"metrics: {args.out}\n")

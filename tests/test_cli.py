@@ -50,6 +50,19 @@ def test_grounding_map_choices_are_the_readouts() -> None:
     assert tuple(readout.choices) == MAP_READOUTS and readout.default == "cosine"  # MS-CXR's protocol
 
 
+def test_grounding_smooth_takes_a_sigma_and_refuses_a_negative_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from medclr.eval.grounding_maps import BIOVIL_SMOOTHING_SIGMA
+
+    parser = build_parser()
+    base = ["eval", "runs/x", "--task", "grounding", "--manifest", "m.parquet"]
+    assert parser.parse_args(base).grounding_smooth == 0.0  # PROTOCOLS.md's map: no blur
+    assert parser.parse_args([*base, "--grounding-smooth", "1.5"]).grounding_smooth == BIOVIL_SMOOTHING_SIGMA
+    for bad in ("-1", "inf", "nan", "wide"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*base, "--grounding-smooth", bad])
+        assert "expected a finite number >= 0" in capsys.readouterr().err
+
+
 def test_prepare_missing_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "ptbxl", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "m.parquet")]) == 2
     err = capsys.readouterr().err.strip()

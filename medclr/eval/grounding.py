@@ -31,6 +31,7 @@ from medclr.data.sources.ms_cxr import CATEGORIES as MS_CXR_CATEGORIES
 from medclr.data.transforms import fit_ecg
 from medclr.errors import MedclrInputError
 from medclr.eval.grounding_maps import (
+    BIOVIL_SMOOTHING_SIGMA,
     MAP_DESCRIPTIONS,
     MAP_LABELS,
     MAP_READOUTS,
@@ -46,6 +47,7 @@ from medclr.eval.grounding_maps import (
     ecg_similarity_maps,
     map_kind,
     map_readouts,
+    smooth_grid,
 )
 from medclr.eval.grounding_metrics import (
     BIOVIL_THRESHOLDS,
@@ -73,13 +75,13 @@ if TYPE_CHECKING:
     from medclr.eval.tasks import EvalContext
 
 __all__ = [  # this module's public names and those of grounding_maps and grounding_metrics (re-exported)
-    "BIOVIL_THRESHOLDS", "MAP_LABELS", "MAP_READOUTS", "MIOU_THRESHOLDS", "POINTING_TOLERANCE_PX", "Boxes",
-    "MapReadout", "boxes_mask", "cnr", "cxr_grid_peaks", "cxr_grid_to_original", "cxr_similarity_grids",
-    "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal", "ecg_lead_auroc", "ecg_overlay_png",
-    "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map", "ecg_similarity_maps",
-    "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding", "evaluate_grounding_task", "map_kind",
-    "map_readouts", "miou", "near_region", "overlay_png", "pointing_game", "pointing_game_key", "segments_mask",
-    "world_truth",
+    "BIOVIL_SMOOTHING_SIGMA", "BIOVIL_THRESHOLDS", "MAP_LABELS", "MAP_READOUTS", "MIOU_THRESHOLDS",
+    "POINTING_TOLERANCE_PX", "Boxes", "MapReadout", "boxes_mask", "cnr", "cxr_grid_peaks", "cxr_grid_to_original",
+    "cxr_similarity_grids", "cxr_similarity_map", "cxr_similarity_maps", "ecg_grid_to_signal", "ecg_lead_auroc",
+    "ecg_overlay_png", "ecg_pointing_game_lead", "ecg_pointing_game_segment", "ecg_similarity_map",
+    "ecg_similarity_maps", "evaluate_cxr_grounding", "evaluate_ecg_grounding", "evaluate_grounding",
+    "evaluate_grounding_task", "map_kind", "map_readouts", "miou", "near_region", "overlay_png", "pointing_game",
+    "pointing_game_key", "segments_mask", "smooth_grid", "world_truth",
 ]
 
 
@@ -142,7 +144,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
                            plots_dir: str | Path | None = None, max_plots: int = 4, reps: int = 1000,
                            seed: int = 0, exclude_images: Collection[Path] = (),
                            pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "cosine",
-                           categories: Collection[str] | None = MS_CXR_CATEGORIES) -> dict[str, float]:
+                           categories: Collection[str] | None = MS_CXR_CATEGORIES, smooth: float = 0.0
+                           ) -> dict[str, float]:
     """X-ray phrase grounding over the rows of ``manifest`` that have a ``grounding`` JSON (MS-CXR, or the synthetic
     world's ``ms-cxr/`` prepared with ``medclr prepare ms-cxr``) in ``splits`` (None: every such row; MS-CXR v1.0
     was a zero-shot benchmark as a whole). Images come from the preprocessed cache built with the run's
@@ -155,7 +158,8 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
     phrases, ``reps`` resamples drawn with ``seed``; NaN for ``reps=0``). ``plots_dir``: overlays of the first
     ``max_plots`` phrases. ``exclude_images``: resolved image paths to leave out (those a run trained on), counted
     in ``n_images_excluded``. ``readout``: the maps (:func:`map_kind`; default ``cosine``, MS-CXR's protocol as
-    BioViL published it; ``auto``: contributions where the score decomposes, else cosine). ``categories``: the
+    BioViL published it; ``auto``: contributions where the score decomposes, else cosine); ``smooth``: a Gaussian
+    blur of the token grid, sigma in cells (:func:`smooth_grid`; 0: none, BioViL's engine: 1.5). ``categories``: the
     findings the headline means and CIs cover (default MS-CXR's eight; None: every phrase). Phrases of other
     findings (the synthetic world also boxes support devices) keep their ``/<label>`` means, are counted in
     ``n_phrases_other``, and join every phrase in the ``all_categories/<metric>`` means; ``n_phrases`` counts the
@@ -189,7 +193,7 @@ def evaluate_cxr_grounding(model: MedClr, manifest: str | Path, settings: CacheS
             text = model.encode("report", [e["phrase"] for es in entries for e in es])  # [P, D]
         bounds = np.cumsum([0, *(len(es) for es in entries)])
         grids, layout = cxr_similarity_grids(model, torch.stack([s["cxr"] for s in samples]),
-                                             [text[a:b] for a, b in itertools.pairwise(bounds)], readout)
+                                             [text[a:b] for a, b in itertools.pairwise(bounds)], readout, smooth)
         for row, es, phrase_grids, sample in zip(chunk, entries, grids, samples, strict=True):
             geometry = sample["cxr_geometry"]
             peaks = cxr_grid_peaks(phrase_grids.shape[1:], layout, geometry)  # [H0, W0]
@@ -320,8 +324,8 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
                        progress: bool = False, plots_dir: str | Path | None = None, max_plots: int = 4,
                        reps: int = 1000, seed: int = 0, cxr_splits: Sequence[str] | None = None,
                        exclude_images: Collection[Path] = (),
-                       pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "cosine"
-                       ) -> dict[str, float]:
+                       pointing_tolerance: float = POINTING_TOLERANCE_PX, readout: MapReadout = "cosine",
+                       smooth: float = 0.0) -> dict[str, float]:
     """X-ray grounding on ``manifest`` (rows with ``grounding``) and/or ECG grounding on a synthetic world's
     ``truth`` (``truth.csv``), merged into one flat dict (see :func:`evaluate_cxr_grounding` and
     :func:`evaluate_ecg_grounding`). ``settings``: the run's preprocessing
@@ -329,7 +333,8 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
     ``plots_dir``: overlays of the first ``max_plots`` X-ray phrases and ECG findings; ``reps``, ``seed``: the
     bootstrap CIs of the headline metrics (``reps=0``: NaN). ``cxr_splits`` (default ``splits``) and
     ``exclude_images`` select the X-ray rows; ``pointing_tolerance``: the tolerant X-ray pointing game's pixels;
-    ``readout``: the maps of both modalities (:func:`map_kind`).
+    ``readout``: the maps of both modalities (:func:`map_kind`); ``smooth``: the X-ray grid's Gaussian blur, sigma
+    in cells (:func:`smooth_grid`; 0: none).
     """
     if manifest is None and truth is None:
         raise MedclrInputError(None, "grounding needs an MS-CXR-style manifest and/or a synthetic world's truth.csv",
@@ -340,7 +345,7 @@ def evaluate_grounding(model: MedClr, manifest: str | Path | None = None, *, set
                                           cache_dir=cache_dir, batch_size=batch_size, progress=progress,
                                           plots_dir=plots_dir, max_plots=max_plots, reps=reps, seed=seed,
                                           exclude_images=exclude_images, pointing_tolerance=pointing_tolerance,
-                                          readout=readout))
+                                          readout=readout, smooth=smooth))
     if truth is not None:
         out.update(evaluate_ecg_grounding(model, truth, settings, splits=splits, max_rows=max_rows,
                                           batch_size=batch_size, plots_dir=plots_dir, max_plots=max_plots,
@@ -377,6 +382,8 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
         f"maps (--grounding-map {r.grounding_map}): "
         + "; ".join(f"{m}: {MAP_DESCRIPTIONS[map_kind(ctx.model, m, r.grounding_map)]}" for m in ("cxr", "ecg")
                     if m in ctx.model.modalities)
+        + (f"; X-ray token grid blurred by a Gaussian of sigma {r.grounding_smooth:g} cells (--grounding-smooth; "
+           f"BioViL's engine: {BIOVIL_SMOOTHING_SIGMA:g})" if r.grounding_smooth > 0 else "")
         + "; bilinear on the token grid, mapped to original pixels through the recorded resize+pad; "
         "CNR = (mean_in - mean_out) / sqrt(var_in + var_out); pointing game = map maximum inside a box "
         "(pointing_game_reachable: share of phrases whose boxes hold a token-grid cell centre, the grid's ceiling)"
@@ -397,7 +404,8 @@ def evaluate_grounding_task(ctx: EvalContext) -> dict[str, Any]:
                               splits=ctx.splits, max_rows=r.max_rows, batch_size=min(r.batch_size, 32),
                               progress=r.progress, plots_dir=ctx.plots_dir, reps=r.reps, seed=r.seed,
                               cxr_splits=cxr_splits, exclude_images=ctx.training_images(),
-                              pointing_tolerance=r.pointing_tolerance, readout=r.grounding_map)
+                              pointing_tolerance=r.pointing_tolerance, readout=r.grounding_map,
+                              smooth=r.grounding_smooth)
 
 
 # --------------------------------------------------------------------------------------------------- overlays

@@ -37,6 +37,12 @@ demo recipe's mean-pooled CNN, trained with GLoRIA's local term on unit tokens, 
 contributions on some seeds and worse on others (README, Results), where an early CNN without the local term had
 its cosine maps light the borders.
 
+**Smoothing** (optional, ``smooth`` = sigma in token-grid cells; 0, the default, leaves the grid as it is). BioViL's
+reference inference engine (hi-ml-multimodal, ``ImageTextInferenceEngine``) blurs the cosine grid with a Gaussian
+of sigma 1.5 cells (:data:`BIOVIL_SMOOTHING_SIGMA`; mirrored at the grid's edges) before it upsamples it; PROTOCOLS.md
+states the map without it. ``smooth`` does the same on either readout, on the grid, before the upsampling below
+(a contribution map's mean is then the cosine only up to the edge terms of the blur).
+
 **Onto the original pixels.** Cell ``i`` of a grid with stride ``s`` is centred at input coordinate ``c + i s``
 (:class:`TokenLayout`): ``c = s / 2`` for patches ``[i s, (i + 1) s)`` (ViT), ``c = 1/2`` for a CNN of "same"-padded
 strided layers, whose cell ``i`` is centred on input pixel ``i s`` (half a cell earlier than a patch; see
@@ -52,6 +58,7 @@ ignores NaN pixels. The geometry is axis-aligned, so the map is ``R @ S @ C^T`` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +67,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import Tensor, nn
 
 from medclr.errors import MedclrInputError
@@ -195,6 +203,7 @@ def _eval_mode(model: MedClr) -> Iterator[None]:
 MapKind = Literal["contribution", "cosine"]
 MapReadout = Literal["auto", "contribution", "cosine"]
 MAP_READOUTS: tuple[MapReadout, ...] = ("auto", "contribution", "cosine")
+BIOVIL_SMOOTHING_SIGMA = 1.5  # cells: the Gaussian BioViL's reference engine blurs its cosine grid with
 MAP_LABELS: dict[MapKind, str] = {"contribution": "contribution to the cosine (map mean = cosine)",
                                   "cosine": "cosine similarity"}
 MAP_DESCRIPTIONS: dict[MapKind, str] = {
@@ -247,27 +256,43 @@ def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
     return F.normalize(phrase_emb.detach().float().to(device).reshape(-1, phrase_emb.shape[-1]), dim=-1)  # [P, D]
 
 
+def smooth_grid(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of sigma ``sigma`` cells over the last two axes of ``grid [..., h, w]`` (the map's rows and
+    columns; leading axes, such as phrases, stay apart), edges mirrored (scipy's ``reflect``, as BioViL's engine);
+    ``sigma`` 0 returns ``grid`` unchanged. Raises ValueError for a negative or non-finite sigma."""
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"map smoothing sigma must be a finite number of grid cells >= 0, got {sigma}")
+    if sigma == 0:
+        return grid
+    blurred: np.ndarray = ndimage.gaussian_filter(grid, sigma=(0.0,) * (grid.ndim - 2) + (sigma, sigma),
+                                                  mode="reflect")
+    return blurred
+
+
 def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Sequence[Tensor],
-                         readout: MapReadout = "auto") -> tuple[list[np.ndarray], TokenLayout]:
+                         readout: MapReadout = "auto", smooth: float = 0.0) -> tuple[list[np.ndarray], TokenLayout]:
     """Score maps (:func:`map_kind`) on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of
     phrases for every image (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and where the grid lies
-    on the input (:class:`TokenLayout`)."""
+    on the input (:class:`TokenLayout`). ``smooth``: :func:`smooth_grid`'s sigma in cells (0: none)."""
+    smooth_grid(np.zeros((1, 1)), smooth)  # a bad sigma fails before the forward pass
     out, tokens = _token_grids(model, "cxr", images, readout)  # tokens: [B, h, w, D]
     per_image = [phrase_embs] * tokens.shape[0] if isinstance(phrase_embs, Tensor) else list(phrase_embs)
     if len(per_image) != tokens.shape[0]:
         raise ValueError(f"{tokens.shape[0]} images but {len(per_image)} sets of phrases")
-    grids = [torch.einsum("hwd,pd->phw", tokens[b], _unit(phrases, tokens.device)).cpu().numpy()  # [P, h, w]
+    grids = [smooth_grid(torch.einsum("hwd,pd->phw", tokens[b], _unit(phrases, tokens.device)).cpu().numpy(),
+                         smooth)  # [P, h, w]
              for b, phrases in enumerate(per_image)]
     return grids, TokenLayout.of(out)
 
 
 def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geometry],
-                        phrase_embs: Tensor | Sequence[Tensor], readout: MapReadout = "auto") -> list[np.ndarray]:
+                        phrase_embs: Tensor | Sequence[Tensor], readout: MapReadout = "auto", smooth: float = 0.0
+                        ) -> list[np.ndarray]:
     """Batch form of :func:`cxr_similarity_map`: ``images [B, 1, S, S]``, one Geometry per image, and either one
     ``[P, D]`` tensor of phrases for every image or one ``[P_b, D]`` per image -> B float32 ``[P_b, H0, W0]``.
     Full-resolution maps are large (a 3000 x 2500 X-ray: 30 MB per phrase); evaluation maps one phrase at a time
     from :func:`cxr_similarity_grids`."""
-    grids, layout = cxr_similarity_grids(model, images, phrase_embs, readout)
+    grids, layout = cxr_similarity_grids(model, images, phrase_embs, readout, smooth)
     if len(geometries) != len(grids):
         raise ValueError(f"{len(grids)} images but {len(geometries)} geometries")
     maps = []
@@ -278,14 +303,14 @@ def cxr_similarity_maps(model: MedClr, images: Tensor, geometries: Sequence[Geom
 
 
 def cxr_similarity_map(model: MedClr, image: Tensor, geometry: Geometry, phrase_emb: Tensor,
-                       readout: MapReadout = "auto") -> np.ndarray:
+                       readout: MapReadout = "auto", smooth: float = 0.0) -> np.ndarray:
     """The score map (:func:`map_kind`) of ``phrase_emb [D]`` on the projected patch tokens of ``image``
     (``[1, S, S]`` or ``[1, 1, S, S]``, preprocessed as in training), as float32 ``[H0, W0]`` in the original
-    image's pixels (``geometry``)."""
+    image's pixels (``geometry``); ``smooth``: :func:`smooth_grid`'s sigma in cells (0: none)."""
     x = image if image.ndim == 4 else image[None]  # [1, 1, S, S]
     if x.shape[0] != 1:
         raise ValueError(f"one image per call (got {x.shape[0]}); use cxr_similarity_maps for a batch")
-    return cxr_similarity_maps(model, x, [geometry], phrase_emb.reshape(1, -1), readout)[0][0]
+    return cxr_similarity_maps(model, x, [geometry], phrase_emb.reshape(1, -1), readout, smooth)[0][0]
 
 
 def ecg_similarity_maps(model: MedClr, ecgs: Tensor, phrase_embs: Sequence[Tensor], readout: MapReadout = "auto"

@@ -81,6 +81,7 @@ class EvalRequest:
     device: str = "cpu"
     pointing_tolerance: float = POINTING_TOLERANCE_PX  # grounding: the tolerant pointing game's pixels (0: strict only)
     grounding_map: MapReadout = "cosine"  # grounding maps: cosine (MS-CXR's protocol) | contribution | auto
+    grounding_smooth: float = 0.0  # grounding: Gaussian blur of the X-ray token grid, sigma in cells (0: none)
 
 
 class EvalSession:

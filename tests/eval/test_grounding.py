@@ -253,6 +253,39 @@ def test_a_grounding_map_readout_can_be_chosen() -> None:
         g.map_kind(linear, "cxr", "gradcam")  # type: ignore[arg-type]
 
 
+def test_smooth_grid_is_a_mirrored_gaussian_over_the_map_axes_only() -> None:
+    """A unit impulse in the middle of a 1 x 9 x 9 grid spreads into the sampled, normalised Gaussian (scipy truncates
+    at 4 sigma: radius 4 for sigma 1); each phrase's map is blurred alone; sigma 0 is the identity."""
+    grid = np.zeros((2, 9, 9))
+    grid[0, 4, 4] = 1.0
+    blurred = g.smooth_grid(grid, 1.0)
+    taps = np.exp(-0.5 * np.arange(-4, 5) ** 2)
+    taps /= taps.sum()
+    np.testing.assert_allclose(blurred[0], np.outer(taps, taps), atol=1e-12)
+    np.testing.assert_array_equal(blurred[1], 0.0)  # the other phrase's map stays apart
+    edge = np.zeros((1, 9, 9))
+    edge[0, 0, 0] = 1.0  # mirrored edges (reflect): nothing leaks out, the mass stays 1
+    assert g.smooth_grid(edge, 1.0).sum() == pytest.approx(1.0)
+    assert g.smooth_grid(grid, 0.0) is grid
+    for bad in (-0.5, math.inf, math.nan):
+        with pytest.raises(ValueError, match="smoothing sigma"):
+            g.smooth_grid(grid, bad)
+
+
+def test_similarity_grids_are_smoothed_on_request() -> None:
+    torch.manual_seed(0)
+    linear = MedClr({"cxr": Tower(MeanPooledPatches((0, 0)), nn.Linear(4, 4))}, 4, LogitScale(10.0, 100.0))
+    x, phrase = torch.zeros(1, 1, 32, 32), torch.tensor([[0.3, -1.0, 0.5, 2.0]])
+    torch.manual_seed(1)
+    raw, _ = g.cxr_similarity_grids(linear, x, phrase, "cosine")
+    torch.manual_seed(1)
+    smoothed, _ = g.cxr_similarity_grids(linear, x, phrase, "cosine", smooth=g.BIOVIL_SMOOTHING_SIGMA)
+    np.testing.assert_allclose(smoothed[0], g.smooth_grid(raw[0], 1.5), atol=1e-6)
+    assert not np.allclose(smoothed[0], raw[0])
+    with pytest.raises(ValueError, match="smoothing sigma"):
+        g.cxr_similarity_grids(linear, x, phrase, "cosine", smooth=-1.0)
+
+
 # -------------------------------------------------------------------------------------- tiny model and world
 @pytest.fixture(scope="module")
 def tiny_model(tiny_bert_dir: Path) -> MedClr:  # noqa: F811
@@ -404,6 +437,11 @@ def test_grounding_task_finds_the_world_truth(tiny_model: MedClr, tiny_bert_dir:
     # MS-CXR's protocol by default: cosine maps, headline over its eight findings
     assert "(--grounding-map cosine): cxr: cosine of the unit phrase" in ctx.protocol["grounding_protocol"]
     assert "over MS-CXR's eight findings (Atelectasis, " in ctx.protocol["grounding_protocol"]
+    assert "blurred" not in ctx.protocol["grounding_protocol"]
+    smoothed = EvalContext(replace(request, grounding_smooth=1.5), tiny_model, ["train", "val", "test"], "all splits")
+    blurred = g.evaluate_grounding_task(smoothed)  # BioViL's engine's blur: another map, the same phrases
+    assert "blurred by a Gaussian of sigma 1.5 cells" in smoothed.protocol["grounding_protocol"]
+    assert blurred["n_phrases"] == out["n_phrases"] and blurred["cnr"] != out["cnr"]
     # this tiny model's X-ray tower is a [CLS]-pooled ViT: auto reads cosine maps, contribution maps are refused
     assert g.map_kind(tiny_model, "cxr") == "cosine"
     with pytest.raises(MedclrInputError, match="the cxr tower does not"):
