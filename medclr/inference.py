@@ -347,12 +347,14 @@ class Engine:
         supported = [set(map_readouts(self.model, m)) for m in modalities]
         return tuple(r for r in MAP_READOUTS if all(r in s for s in supported))
 
-    def ground_cxr(self, image: np.ndarray, phrase: str, readout: MapReadout = "auto") -> np.ndarray:
-        """The phrase's score map (:meth:`map_label`), as float32 ``[H0, W0]`` in the image's pixels."""
+    def ground_cxr(self, image: np.ndarray, phrase: str, readout: MapReadout = "auto", smooth: float = 0.0
+                   ) -> np.ndarray:
+        """The phrase's score map (:meth:`map_label`), as float32 ``[H0, W0]`` in the image's pixels; ``smooth``: a
+        Gaussian blur of the token grid, sigma in cells (0: none; BioViL's engine: 1.5; ValueError if negative)."""
         x, geometry = self.preprocess_cxr(image)
         text = torch.from_numpy(self.embed_text(phrase))
-        return self._cached(("ground_cxr", _digest(image), phrase, readout),
-                            lambda: cxr_similarity_map(self.model, x, geometry, text, readout), large=True)
+        return self._cached(("ground_cxr", _digest(image), phrase, readout, smooth),
+                            lambda: cxr_similarity_map(self.model, x, geometry, text, readout, smooth), large=True)
 
     def ground_ecg(self, signal: np.ndarray, phrase: str, fs: float | None = None, readout: MapReadout = "auto"
                    ) -> EcgGrounding:

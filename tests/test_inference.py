@@ -218,6 +218,11 @@ def test_ground_shapes(engine: Engine, real_dicom: Path, ptbxl_record: tuple[Pat
     assert np.isfinite(heat).all() and -1.0 <= heat.min() <= heat.max() <= 1.0
     assert engine.map_label("cxr") == engine.map_label("cxr", "cosine") == "cosine similarity"  # a [CLS]-pooled ViT
     np.testing.assert_array_equal(engine.ground_cxr(image, "pleural effusion", "cosine"), heat)
+    blurred = engine.ground_cxr(image, "pleural effusion", smooth=1.5)  # BioViL's engine's blur
+    assert blurred.shape == heat.shape and not np.allclose(blurred, heat)
+    assert heat.min() - 1e-6 <= blurred.min() <= blurred.max() <= heat.max() + 1e-6  # an average of the map
+    with pytest.raises(ValueError, match="smoothing sigma"):
+        engine.ground_cxr(image, "pleural effusion", smooth=-1.0)
     with pytest.raises(MedclrInputError, match="contribution maps need"):
         engine.ground_cxr(image, "pleural effusion", "contribution")
     assert engine.map_readouts(["cxr", "ecg"]) == ("auto", "cosine")

@@ -1,7 +1,8 @@
 """Ground: type a phrase; see where it matches on the X-ray (a heatmap in the original pixels, opacity adjustable)
 and on the ECG (a heat band per lead, the best-matching leads framed, the best-matching segments marked). Each
 modality has its own phrase, suggested from its best-scoring finding on the Diagnose page. The map's readout
-(contribution to the cosine or BioViL's token cosine) can be chosen among those the towers support."""
+(contribution to the cosine or BioViL's token cosine) can be chosen among those the towers support, and the X-ray
+map blurred on the model's token grid (BioViL's engine blurs by 1.5 cells)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,14 @@ def phrase_input(query: str, label: str, placeholder: str) -> str:
     return (text or "").strip()
 
 
-def ground_cxr(cxr: Upload, phrase: str, opacity: float, readout: MapReadout) -> None:
+def ground_cxr(cxr: Upload, phrase: str, opacity: float, readout: MapReadout, smooth: float) -> None:
     assert cxr.view is not None
-    heat = eng.ground_cxr(cxr.array, phrase, readout)  # [H0, W0] in the image's own pixels
+    heat = eng.ground_cxr(cxr.array, phrase, readout, smooth)  # [H0, W0] in the image's own pixels
     display = viewer.current_display(cxr, case.serial)
     grey = viewer.windowed(cxr.view, display.center, display.width)
+    blurred = f" · map blurred by {smooth:g} cells" if smooth else ""
     st.image(viewer.to_display(viewer.heat_overlay(grey, heat, opacity), display),
-             caption=f"'{phrase}' on the X-ray · {viewer.caption(cxr, display)}")
+             caption=f"'{phrase}' on the X-ray · {viewer.caption(cxr, display)}{blurred}")
     bar, text = viewer.colour_bar(float(np.nanmin(heat)), float(np.nanmax(heat)), eng.map_label("cxr", readout))
     st.image(bar, caption=text, width=360)
 
@@ -77,8 +79,11 @@ try:
     if case.cxr is not None:
         st.subheader("Chest X-ray")
         phrase = phrase_input("cxr", "Phrase to find on the X-ray", "e.g. small left pleural effusion")
+        smooth = st.slider("X-ray map smoothing (grid cells)", 0.0, 3.0, 0.0, 0.5, key="smooth",
+                           help="a Gaussian blur of the map on the model's token grid before it is drawn (sigma in "
+                           "cells; 0: none). BioViL's inference engine blurs its maps by 1.5")
         if phrase:
-            ground_cxr(case.cxr, phrase, opacity, readout)
+            ground_cxr(case.cxr, phrase, opacity, readout, smooth)
     if case.ecg is not None:
         st.subheader("12-lead ECG")
         phrase = phrase_input("ecg", "Phrase to find on the ECG", "e.g. ST elevation in the anterior leads")

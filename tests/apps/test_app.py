@@ -161,6 +161,10 @@ def test_ground_page_heatmaps(app: AppTest, real_dicom: Path, ptbxl_record: tupl
     app.radio(key="readout").set_value("cosine").run()
     _ok(app)
     assert any("shading: cosine similarity" in i.caption for img in app.image for i in img.proto.imgs)
+    assert not any("blurred" in i.caption for img in app.image for i in img.proto.imgs)
+    app.slider(key="smooth").set_value(1.5).run()  # BioViL's engine's blur
+    _ok(app)
+    assert any("map blurred by 1.5 cells" in i.caption for img in app.image for i in img.proto.imgs)
 
 
 def test_no_run_configured(monkeypatch: pytest.MonkeyPatch) -> None:
