@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -161,8 +162,8 @@ def _non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not (value >= 0 and value != float("inf")):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
