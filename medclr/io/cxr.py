@@ -8,6 +8,8 @@ The returned image is what a viewer displays: 0 is black, 1 is white, row 0 is t
   16-bit values (modes ``I;16``, ``I;16B``, ``I;16L``, and ``I`` as older Pillow opens 16-bit PNGs) by 65535
   (``voi="full_range"``); colour and palette images (RGB, RGBA, LA, P, PA, CMYK, YCbCr) become the ITU-R BT.601
   luminance ``0.299 R + 0.587 G + 0.114 B``; alpha is ignored. The first frame of an animated PNG is read.
+  After Pillow decodes a PNG, every chunk's CRC-32 is checked (:func:`check_png_crcs`): Pillow skips the CRCs of
+  the image data (IDAT) chunks, whose zlib stream has only its own Adler-32 to catch damage.
 
 Both paths reject images smaller than :data:`MIN_SIDE` x :data:`MIN_SIDE` (32 x 32: icons, thumbnails or corrupt
 headers, not radiographs) or larger than :data:`MAX_PIXELS` (8192 x 8192), and every problem with the file is a
@@ -17,6 +19,8 @@ the size of the returned image (the stored size, after EXIF orientation; before 
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from medclr.errors import MedclrInputError
 from medclr.io.dicom import BT601_LUMA, MAX_PIXELS, MIN_SIDE, VoiKind, probe_dicom_image, read_dicom
 from medclr.io.sniff import FileFormat, sniff_format
 
-__all__ = ["MAX_PIXELS", "MIN_SIDE", "CxrMeta", "read_cxr"]
+__all__ = ["MAX_PIXELS", "MIN_SIDE", "CxrMeta", "check_png_crcs", "read_cxr"]
 
 CxrFormat = Literal["dicom", "png", "jpeg"]
 SUPPORTED = "DICOM (CR/DX/any image IOD), PNG (8/16-bit) and JPEG"
@@ -100,7 +104,35 @@ def _probe_pillow(p: Path, fmt: Literal["png", "jpeg"]) -> tuple[int, int]:
         if fmt == "jpeg":
             img.draft(img.mode, (max(width // 8, 1), max(height // 8, 1)))
         img.load()
+    if fmt == "png":
+        check_png_crcs(p)
     return height, width
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png_crcs(path: str | PathLike[str]) -> None:
+    """Check the CRC-32 of every chunk of the PNG at ``path`` (PNG spec, section 5.3: over the chunk type and data),
+    up to its IEND chunk; raise :class:`MedclrInputError` naming the first chunk that fails or runs past the end of
+    the file. Reads one chunk at a time."""
+    p = Path(path)
+    fix = "the file is truncated or corrupt; fetch or export it again"
+    with p.open("rb") as f:
+        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise MedclrInputError(p, "not a PNG file (no PNG signature)", "pass a PNG, JPEG or DICOM X-ray")
+        size, offset = p.stat().st_size, len(PNG_SIGNATURE)
+        while header := f.read(8):
+            length, kind = struct.unpack(">I4s", header) if len(header) == 8 else (0, header[4:])
+            name = kind.decode("latin-1")
+            if len(header) < 8 or offset + 12 + length > size:  # never read past the end (a damaged length)
+                raise MedclrInputError(p, f"PNG chunk {name!r} at byte {offset} runs past the end of the file", fix)
+            body, (stored,) = f.read(length), struct.unpack(">I", f.read(4))
+            if zlib.crc32(kind + body) != stored:
+                raise MedclrInputError(p, f"PNG chunk {name!r} at byte {offset} fails its CRC-32 check", fix)
+            if kind == b"IEND":
+                return
+            offset += 12 + length
 
 
 def _sniff(p: Path) -> FileFormat:
@@ -157,6 +189,8 @@ def _open_oriented(p: Path, fmt: str) -> tuple[Image.Image, int]:
         n_frames = int(getattr(img, "n_frames", 1))
         img.load()  # decode now: a truncated or corrupt file fails here, not later
         oriented = ImageOps.exif_transpose(img)  # a decoded copy, independent of the file
+    if fmt == "png":
+        check_png_crcs(p)
     if min(oriented.size) < MIN_SIDE:  # defensive: the orientation transforms keep the size
         raise MedclrInputError(p, f"{fmt.upper()} image has size {oriented.size}", "pass a full-size radiograph")
     return oriented, n_frames

@@ -124,6 +124,29 @@ def test_truncated_and_corrupt_png_jpeg(tmp_path: Path, fmt: str) -> None:
         _error(corrupt)
 
 
+def test_png_chunk_crcs(tmp_path: Path) -> None:
+    """check_png_crcs walks the chunks: a good file passes; a flipped CRC, a length past the end of the file and a
+    file that is not a PNG are input errors that name the chunk and its byte offset."""
+    from medclr.io.cxr import check_png_crcs
+
+    data = write_png(tmp_path / "ok.png", quantize(phantom(), 8)).read_bytes()
+    check_png_crcs(tmp_path / "ok.png")
+    idat = data.index(b"IDAT") - 4  # the chunk's offset: its length field
+    (length,) = struct.unpack(">I", data[idat : idat + 4])
+    crc_at = idat + 8 + length
+    flipped = tmp_path / "crc.png"
+    flipped.write_bytes(data[:crc_at] + bytes([data[crc_at] ^ 1]) + data[crc_at + 1 :])
+    with pytest.raises(MedclrInputError, match=f"chunk 'IDAT' at byte {idat} fails its CRC-32 check"):
+        check_png_crcs(flipped)
+    assert "CRC-32" in str(_error(flipped))  # read_cxr checks them too, after Pillow decoded the pixels
+    long = tmp_path / "long.png"
+    long.write_bytes(data[:idat] + struct.pack(">I", 2**31 - 1) + data[idat + 4 :])  # never allocated
+    with pytest.raises(MedclrInputError, match=f"chunk 'IDAT' at byte {idat} runs past the end of the file"):
+        check_png_crcs(long)
+    with pytest.raises(MedclrInputError, match="not a PNG"):
+        check_png_crcs(write_jpeg(tmp_path / "x.jpg", quantize(phantom(), 8)))
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
