@@ -256,12 +256,16 @@ def _unit(phrase_emb: Tensor, device: torch.device) -> Tensor:
     return F.normalize(phrase_emb.detach().float().to(device).reshape(-1, phrase_emb.shape[-1]), dim=-1)  # [P, D]
 
 
+def _check_sigma(sigma: float) -> None:
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"map smoothing sigma must be a finite number of grid cells >= 0, got {sigma}")
+
+
 def smooth_grid(grid: np.ndarray, sigma: float) -> np.ndarray:
     """A Gaussian blur of sigma ``sigma`` cells over the last two axes of ``grid [..., h, w]`` (the map's rows and
     columns; leading axes, such as phrases, stay apart), edges mirrored (scipy's ``reflect``, as BioViL's engine);
     ``sigma`` 0 returns ``grid`` unchanged. Raises ValueError for a negative or non-finite sigma."""
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"map smoothing sigma must be a finite number of grid cells >= 0, got {sigma}")
+    _check_sigma(sigma)
     if sigma == 0:
         return grid
     blurred: np.ndarray = ndimage.gaussian_filter(grid, sigma=(0.0,) * (grid.ndim - 2) + (sigma, sigma),
@@ -274,7 +278,7 @@ def cxr_similarity_grids(model: MedClr, images: Tensor, phrase_embs: Tensor | Se
     """Score maps (:func:`map_kind`) on the token grid: ``images [B, 1, S, S]`` and one ``[P, D]`` tensor of
     phrases for every image (or one ``[P_b, D]`` per image) -> B float32 ``[P_b, h, w]``, and where the grid lies
     on the input (:class:`TokenLayout`). ``smooth``: :func:`smooth_grid`'s sigma in cells (0: none)."""
-    smooth_grid(np.zeros((1, 1)), smooth)  # a bad sigma fails before the forward pass
+    _check_sigma(smooth)  # before the forward pass
     out, tokens = _token_grids(model, "cxr", images, readout)  # tokens: [B, h, w, D]
     per_image = [phrase_embs] * tokens.shape[0] if isinstance(phrase_embs, Tensor) else list(phrase_embs)
     if len(per_image) != tokens.shape[0]:

@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 
 from medclr.errors import MedclrInputError
 from medclr.io.dicom import BT601_LUMA, MAX_PIXELS, MIN_SIDE, VoiKind, probe_dicom_image, read_dicom
-from medclr.io.sniff import FileFormat, sniff_format
+from medclr.io.sniff import PNG_MAGIC, FileFormat, sniff_format
 
 __all__ = ["MAX_PIXELS", "MIN_SIDE", "CxrMeta", "check_png_crcs", "read_cxr"]
 
@@ -109,9 +109,6 @@ def _probe_pillow(p: Path, fmt: Literal["png", "jpeg"]) -> tuple[int, int]:
     return height, width
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 def check_png_crcs(path: str | PathLike[str]) -> None:
     """Check the CRC-32 of every chunk of the PNG at ``path`` (PNG spec, section 5.3: over the chunk type and data),
     up to its IEND chunk; raise :class:`MedclrInputError` naming the first chunk that fails or runs past the end of
@@ -119,9 +116,9 @@ def check_png_crcs(path: str | PathLike[str]) -> None:
     p = Path(path)
     fix = "the file is truncated or corrupt; fetch or export it again"
     with p.open("rb") as f:
-        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+        if f.read(len(PNG_MAGIC)) != PNG_MAGIC:
             raise MedclrInputError(p, "not a PNG file (no PNG signature)", "pass a PNG, JPEG or DICOM X-ray")
-        size, offset = p.stat().st_size, len(PNG_SIGNATURE)
+        size, offset = p.stat().st_size, len(PNG_MAGIC)
         while header := f.read(8):
             length, kind = struct.unpack(">I4s", header) if len(header) == 8 else (0, header[4:])
             name = kind.decode("latin-1")

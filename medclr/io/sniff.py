@@ -16,7 +16,7 @@ from medclr.errors import MedclrInputError
 
 FileFormat = Literal["dicom", "png", "jpeg", "wfdb", "csv", "unknown"]
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _DICOM_PREAMBLE = 128
 _WFDB_SIGNAL_SUFFIXES = (".hea", ".dat", ".mat", "")
@@ -48,7 +48,7 @@ def sniff_format(path: str | PathLike[str]) -> FileFormat:
         head = f.read(_DICOM_PREAMBLE + 4)
     if head[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == b"DICM" or _looks_like_dicom_without_preamble(head):
         return "dicom"
-    if head.startswith(_PNG_MAGIC):
+    if head.startswith(PNG_MAGIC):
         return "png"
     if head.startswith(_JPEG_MAGIC):
         return "jpeg"
