@@ -472,7 +472,7 @@ def ecg_findings(findings: EcgFindings, timing: BeatTiming, duration_s: float) -
     - acute MI and STTC: the ST-T segment, J point to T end (the injury current and the T changes);
     - old MI: the whole ventricular complex, QRS onset to T end (pathological Q waves and T inversion).
 
-    ``phrase`` is in the machine statements' vocabulary (:func:`medclr.synth.reports.ecg_machine_statements`).
+    ``phrase`` is in the machine statements' vocabulary (:func:`medclr.synth.ecg_statements.ecg_machine_statements`).
     Rhythm, conduction and LVH findings are global (every lead, every beat) and are not listed.
     """
     out: list[dict[str, object]] = []

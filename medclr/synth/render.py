@@ -130,7 +130,7 @@ def _chexpert(root: Path, study: Study, ids: dict[str, Any], image: np.ndarray, 
 def _render_ecg(root: Path, study: Study, ids: dict[str, Any], when: datetime, rng: np.random.Generator,
                 truth: dict[str, Any]) -> Rows:
     from medclr.synth.ecg import ecg_findings, simulate_ecg_timed, write_wfdb
-    from medclr.synth.reports import ecg_machine_statements
+    from medclr.synth.ecg_statements import ecg_machine_statements
 
     findings = study.state.ecg
     signal, timing = simulate_ecg_timed(findings, rng, fs=ECG_FS, duration_s=10.0)  # [12, T] mV, standard order
