@@ -33,7 +33,6 @@ def _choose(rng: np.random.Generator, options: Sequence[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 
-
 _ARTERY: dict[MiTerritory, str] = {"anterior": "LAD", "inferior": "RCA", "lateral": "LCx"}
 
 
