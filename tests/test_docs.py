@@ -48,7 +48,7 @@ def test_relative_links_resolve(doc: Path) -> None:
 
 
 def test_readme_module_table_names_every_module() -> None:
-    """Row ``medclr/<package>/`` names each of its modules; a sub-package's modules follow ``<sub>/:`` there."""
+    """Row ``medclr/<package>/`` names each of its modules; a sub-package's follow `` `<sub>/`: `` there."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `(medclr/[\w/]*)` \| (.+) \|$", readme, re.M))
     missing = []
@@ -56,7 +56,7 @@ def test_readme_module_table_names_every_module() -> None:
         parts = module.relative_to(ROOT / "medclr").parts
         if module.name.startswith("__"):
             continue
-        row = rows.get("medclr/" + "".join(f"{p}/" for p in parts[:1] if len(parts) > 1), "")
+        row = rows.get(f"medclr/{parts[0]}/" if len(parts) > 1 else "medclr/", "")
         if len(parts) == 3:
             row = row.partition(f"`{parts[1]}/`:")[2]
         if f"`{module.stem}`" not in row:
