@@ -18,20 +18,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TypeVar
 
 import numpy as np
 
+from medclr.synth.reports import choose
 from medclr.synth.state import ECG_CLASSES, EcgFindings, MiTerritory
 
 __all__ = ["ecg_machine_statements", "statement_facts"]
-
-T = TypeVar("T")
-
-
-def _choose(rng: np.random.Generator, options: Sequence[T]) -> T:
-    return options[int(rng.integers(len(options)))]
-
 
 _ARTERY: dict[MiTerritory, str] = {"anterior": "LAD", "inferior": "RCA", "lateral": "LCx"}
 
@@ -39,17 +32,17 @@ _ARTERY: dict[MiTerritory, str] = {"anterior": "LAD", "inferior": "RCA", "latera
 def _infarct(territory: MiTerritory, acute: bool, hedged: bool, rng: np.random.Generator) -> list[str]:
     names = {"anterior": ("Anterior", "Anteroseptal"), "inferior": ("Inferior",),
              "lateral": ("Lateral", "High lateral")}
-    name = _choose(rng, names[territory])
+    name = choose(rng, names[territory])
     if acute:
-        out = [_choose(rng, (f"Acute {name.lower()} infarct", f"{name} infarct, acute ({_ARTERY[territory]})",
+        out = [choose(rng, (f"Acute {name.lower()} infarct", f"{name} infarct, acute ({_ARTERY[territory]})",
                              f"{name} injury pattern, acute infarct"))]
         if rng.random() < 0.5:
             out.append("** ** ACUTE MI / STEMI ** **")
         return out
     if hedged:
-        return [_choose(rng, (f"Possible {name.lower()} infarct - age undetermined",
+        return [choose(rng, (f"Possible {name.lower()} infarct - age undetermined",
                               f"Cannot rule out {name.lower()} infarct - age undetermined"))]
-    return [_choose(rng, (f"{name} infarct - age undetermined", f"{name} infarct , age undetermined",
+    return [choose(rng, (f"{name} infarct - age undetermined", f"{name} infarct , age undetermined",
                           f"{name} infarct, old"))]
 
 
@@ -66,7 +59,7 @@ def ecg_machine_statements(
     qualifier = ""
     avb_done = False
     if rhythm == "SR":
-        base = _choose(rng, ("Sinus rhythm", "Sinus rhythm", "Normal sinus rhythm"))
+        base = choose(rng, ("Sinus rhythm", "Sinus rhythm", "Normal sinus rhythm"))
     elif rhythm == "SBRAD":
         base = "Marked sinus bradycardia" if hr < 45 else "Sinus bradycardia"
     elif rhythm == "STACH":
@@ -82,24 +75,24 @@ def ecg_machine_statements(
     else:
         out.append(f"{base} {qualifier}".strip())
     if findings.noise > 1.3 and rng.random() < 0.5:
-        out.append(_choose(rng, ("Baseline artifact", "Poor data quality, interpretation may be adversely affected")))
+        out.append(choose(rng, ("Baseline artifact", "Poor data quality, interpretation may be adversely affected")))
     if findings.conduction == "LBBB":
         out.append("Left bundle branch block")
     elif findings.conduction == "RBBB":
-        out.append(_choose(rng, ("Right bundle branch block", "Complete right bundle branch block")))
+        out.append(choose(rng, ("Right bundle branch block", "Complete right bundle branch block")))
     elif findings.conduction == "AVB1" and not avb_done:
-        out.append(_choose(rng, ("1st degree A-V block", "Prolonged PR interval", "First degree AV block")))
+        out.append(choose(rng, ("1st degree A-V block", "Prolonged PR interval", "First degree AV block")))
     sttc_done = False
     if findings.lvh:
         if rng.random() < hedge_rate:
-            out.append(_choose(rng, ("Minimal voltage criteria for LVH, may be normal variant",
+            out.append(choose(rng, ("Minimal voltage criteria for LVH, may be normal variant",
                                      "Possible left ventricular hypertrophy", "Consider left ventricular hypertrophy")))
         elif findings.sttc and rng.random() < 0.6:
-            out.append(_choose(rng, ("Left ventricular hypertrophy with repolarization abnormality",
+            out.append(choose(rng, ("Left ventricular hypertrophy with repolarization abnormality",
                                      "LVH with secondary repolarization abnormality")))
             sttc_done = True
         else:
-            out.append(_choose(rng, ("Left ventricular hypertrophy", "Left ventricular hypertrophy by voltage criteria",
+            out.append(choose(rng, ("Left ventricular hypertrophy", "Left ventricular hypertrophy by voltage criteria",
                                      "Voltage criteria for left ventricular hypertrophy")))
     acute_tail: list[str] = []
     if findings.mi_territory is not None:
@@ -108,7 +101,7 @@ def ecg_machine_statements(
         out.append(statements[0])
         acute_tail = statements[1:]
     if findings.sttc and not sttc_done:
-        out.append(_choose(rng, ("Nonspecific T wave abnormality", "Nonspecific ST and T wave abnormality",
+        out.append(choose(rng, ("Nonspecific T wave abnormality", "Nonspecific ST and T wave abnormality",
                                  "ST-T changes, probably ischemic", "T wave abnormality, consider lateral ischemia",
                                  "ST & T wave abnormality, consider inferior ischemia")))
     out += acute_tail
@@ -118,9 +111,9 @@ def ecg_machine_statements(
     elif (findings.mi_territory or findings.conduction in ("LBBB", "RBBB") or findings.lvh or rhythm == "AFIB"):
         out.append("Abnormal ECG")
     elif findings.sttc or findings.conduction == "AVB1":
-        out.append(_choose(rng, ("Abnormal ECG", "Borderline ECG")))
+        out.append(choose(rng, ("Abnormal ECG", "Borderline ECG")))
     else:
-        out.append(_choose(rng, ("Otherwise normal ECG", "Borderline ECG")))
+        out.append(choose(rng, ("Otherwise normal ECG", "Borderline ECG")))
     return out[:18]
 
 

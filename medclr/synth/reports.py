@@ -207,7 +207,8 @@ class RadiologyReport:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _choose(rng: np.random.Generator, options: Sequence[T]) -> T:
+def choose(rng: np.random.Generator, options: Sequence[T]) -> T:
+    """One of ``options``, uniformly (one draw from ``rng``)."""
     return options[int(rng.integers(len(options)))]
 
 
@@ -254,7 +255,7 @@ def _typos(text: str, rng: np.random.Generator, rate: float) -> str:
         spots = [i for i in range(1, len(word) - 2) if word[i] != word[i + 1]]
         if not spots:
             return word
-        i = _choose(rng, spots)
+        i = choose(rng, spots)
         return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
 
     return _WORD.sub(swap, text)
@@ -295,14 +296,14 @@ Pair = tuple[Sentence, Sentence]
 
 def _cardiomegaly(severity: str, rng: np.random.Generator) -> Pair:
     adverb = {"mild": "mildly", "moderate": "moderately", "severe": "markedly"}[severity]
-    text = _choose(rng, (
+    text = choose(rng, (
         f"{_cap(severity)} cardiomegaly.",
         f"The heart is {adverb} enlarged.",
         f"{_cap(adverb)} enlarged cardiac silhouette.",
         f"The cardiac silhouette is {adverb} enlarged.",
         f"There is {severity} enlargement of the cardiac silhouette.",
     ))
-    impression = _choose(rng, (f"{_cap(severity)} cardiomegaly.", f"{_cap(adverb)} enlarged cardiac silhouette."))
+    impression = choose(rng, (f"{_cap(severity)} cardiomegaly.", f"{_cap(adverb)} enlarged cardiac silhouette."))
     return Sentence(text, {CARD: 1.0}, "heart"), Sentence(impression, {CARD: 1.0}, "heart")
 
 
@@ -331,21 +332,21 @@ def _effusion(f: CxrFindings, certainty: float, rng: np.random.Generator) -> Pai
              "Blunting of the {side} costophrenic angle is consistent with a {size} pleural effusion.")
         )
         impression = ("Possible {size} {side} pleural effusion." if certainty < 0
-                      else _choose(rng, ("{size} {side} pleural effusion.", "{size} {side}-sided pleural effusion.")))
+                      else choose(rng, ("{size} {side} pleural effusion.", "{size} {side}-sided pleural effusion.")))
     facts = {EFF: certainty}
-    text = _cap(_choose(rng, options).format(size=size, side=side))
+    text = _cap(choose(rng, options).format(size=size, side=side))
     return Sentence(text, facts, "pleura"), Sentence(_cap(impression.format(size=size, side=side)), facts, "pleura")
 
 
 def _pneumothorax(side: Side, rng: np.random.Generator) -> Pair:
-    size = _choose(rng, ("small", "small", "tiny", "moderate"))
-    text = _choose(rng, (
+    size = choose(rng, ("small", "small", "tiny", "moderate"))
+    text = choose(rng, (
         f"{_cap(size)} {side} apical pneumothorax.",
         f"There is a {size} {side} apical pneumothorax.",
         f"A {size} {side} apical pneumothorax is seen.",
         f"{_cap(size)} pneumothorax at the {side} apex.",
     ))
-    impression = _choose(rng, (f"{_cap(size)} {side} apical pneumothorax.", f"{_cap(side)} apical pneumothorax."))
+    impression = choose(rng, (f"{_cap(size)} {side} apical pneumothorax.", f"{_cap(side)} apical pneumothorax."))
     return Sentence(text, {PTX: 1.0}, "pleura"), Sentence(impression, {PTX: 1.0}, "pleura")
 
 
@@ -365,7 +366,7 @@ def _consolidation(lobe: Lobe, cons: float, pna: float | None, rng: np.random.Ge
             (f"Patchy {adj} opacity, possibly consolidation", {LO: 1.0}),
             (f"Subtle {adj} opacity may represent consolidation", {LO: 1.0}),
         )
-    clause, extra = _choose(rng, clauses)
+    clause, extra = choose(rng, clauses)
     facts: dict[str, float] = {CONS: cons, **extra}
     tail = ""
     if pna is not None:
@@ -376,10 +377,10 @@ def _consolidation(lobe: Lobe, cons: float, pna: float | None, rng: np.random.Ge
         else:
             tails = [", concerning for pneumonia", ", which could represent pneumonia", ", suspicious for pneumonia",
                      " that may reflect pneumonia in the appropriate clinical setting"]
-        tail = _choose(rng, tails)
+        tail = choose(rng, tails)
     text = f"{clause}{tail}."
     if pna is not None and pna > 0:
-        impression = _choose(rng, ((f"{_cap(adj)} pneumonia.", {PNA: 1.0}),
+        impression = choose(rng, ((f"{_cap(adj)} pneumonia.", {PNA: 1.0}),
                                    (f"{_cap(adj)} consolidation consistent with pneumonia.", {CONS: 1.0, PNA: 1.0})))
     elif pna is not None and cons > 0:
         impression = (f"{_cap(adj)} consolidation, concerning for pneumonia.", {CONS: 1.0, PNA: -1.0})
@@ -394,7 +395,7 @@ def _consolidation(lobe: Lobe, cons: float, pna: float | None, rng: np.random.Ge
 
 def _edema(severity: str, certainty: float, rng: np.random.Generator) -> Pair:
     if certainty < 0:
-        text, facts = _choose(rng, (
+        text, facts = choose(rng, (
             (f"Possible {severity} interstitial edema.", {EDEMA: -1.0}),
             (f"Hazy bilateral perihilar opacities may reflect {severity} pulmonary edema.", {EDEMA: -1.0, LO: 1.0}),
             (f"Findings could represent {severity} pulmonary vascular congestion.", {EDEMA: -1.0}),
@@ -417,8 +418,8 @@ def _edema(severity: str, certainty: float, rng: np.random.Generator) -> Pair:
             ("Marked pulmonary vascular congestion with severe interstitial and alveolar edema.", {}),
         ),
     }
-    text, extra = _choose(rng, options[severity])
-    impression = _choose(rng, (f"{_cap(severity)} pulmonary edema.", f"{_cap(severity)} interstitial pulmonary edema."))
+    text, extra = choose(rng, options[severity])
+    impression = choose(rng, (f"{_cap(severity)} pulmonary edema.", f"{_cap(severity)} interstitial pulmonary edema."))
     return Sentence(text, {EDEMA: 1.0, **extra}, "lungs"), Sentence(impression, {EDEMA: 1.0}, "lungs")
 
 
@@ -426,7 +427,7 @@ def _atelectasis(sides: Sequence[Side], certainty: float, rng: np.random.Generat
     side = _sides(sides)
     where = "bibasilar" if side == "both" else f"{side} basilar"
     if certainty < 0:
-        text, facts = _choose(rng, (
+        text, facts = choose(rng, (
             (f"{_cap(where)} opacity, likely atelectasis.", {ATEL: -1.0, LO: 1.0}),
             (f"Streaky {where} opacities may reflect atelectasis.", {ATEL: -1.0, LO: 1.0}),
         ))
@@ -437,19 +438,19 @@ def _atelectasis(sides: Sequence[Side], certainty: float, rng: np.random.Generat
     else:
         options = (f"{_cap(side)} basilar atelectasis.", f"Plate-like atelectasis at the {side} base.",
                    f"Minimal {side} basal atelectasis.", f"There is {side} basilar atelectasis.")
-    text = _choose(rng, options)
+    text = choose(rng, options)
     return Sentence(text, {ATEL: 1.0}, "lungs"), Sentence(f"{_cap(where)} atelectasis.", {ATEL: 1.0}, "lungs")
 
 
 def _opacity(lobe: Lobe, certainty: float, rng: np.random.Generator) -> Pair:
     adj, noun = _lobe_words(lobe)
     if certainty < 0:
-        text = _choose(rng, (f"Possible ill-defined opacity in {noun}.", f"Questionable patchy opacity in {noun}."))
+        text = choose(rng, (f"Possible ill-defined opacity in {noun}.", f"Questionable patchy opacity in {noun}."))
         impression = f"Possible {adj} opacity."
     else:
-        text = _choose(rng, (f"Ill-defined opacity in {noun}.", f"Patchy {adj} opacity.",
+        text = choose(rng, (f"Ill-defined opacity in {noun}.", f"Patchy {adj} opacity.",
                              f"There is a hazy opacity in {noun}."))
-        impression = _choose(rng, (f"Ill-defined {adj} opacity.", f"{_cap(adj)} opacity."))
+        impression = choose(rng, (f"Ill-defined {adj} opacity.", f"{_cap(adj)} opacity."))
     return Sentence(text, {LO: certainty}, "lungs"), Sentence(impression, {LO: certainty}, "lungs")
 
 
@@ -459,19 +460,19 @@ def _devices(devices: Sequence[str], rng: np.random.Generator) -> list[Sentence]
         if device == "ett":
             cm = float(np.clip(round(rng.normal(5.0, 0.6) * 2) / 2, 3.0, 7.0))
             dist = f"{cm:.0f}" if cm.is_integer() else f"{cm:.1f}"
-            text = _choose(rng, (
+            text = choose(rng, (
                 f"Endotracheal tube terminates {dist} cm above the carina.",
                 f"The endotracheal tube tip is {dist} cm above the carina.",
                 f"Endotracheal tube in standard position, terminating {dist} cm above the carina.",
             ))
         elif device == "central line":
-            text = _choose(rng, (
+            text = choose(rng, (
                 "Right internal jugular central venous catheter tip in the SVC.",
                 "Right internal jugular central venous catheter terminates in the lower SVC.",
                 "A right internal jugular central line ends at the cavoatrial junction.",
             ))
         else:
-            text = _choose(rng, (
+            text = choose(rng, (
                 "Left chest wall pacemaker with leads in the right atrium and right ventricle.",
                 "Left-sided pacemaker with leads terminating in the right atrium and right ventricle.",
                 "Dual-lead left chest wall pacemaker, leads in the right atrium and right ventricle.",
@@ -527,7 +528,7 @@ def _incidental(incidental: Sequence[str], rng: np.random.Generator) -> list[Sen
     for name in incidental:
         block, texts = INCIDENTAL_PHRASES[name]
         if rng.random() < INCIDENTAL_MENTION_RATE:
-            out.append(Sentence(_choose(rng, texts), {}, block))
+            out.append(Sentence(choose(rng, texts), {}, block))
     return out
 
 
@@ -538,30 +539,30 @@ def _negations(negated: Sequence[str], heart_normal: bool, rng: np.random.Genera
     for label in negated:
         if label == CARD:
             if rng.random() < 0.3:
-                text = _choose(rng, ("The cardiomediastinal silhouette is normal.",
+                text = choose(rng, ("The cardiomediastinal silhouette is normal.",
                                      "Normal cardiomediastinal silhouette."))
                 out.append(Sentence(text, {CARD: 0.0, EC: 0.0}, "heart"))
                 heart_normal = False  # mediastinum already said
             else:
-                text = _choose(rng, ("Heart size is normal.", "The heart size is normal.",
+                text = choose(rng, ("Heart size is normal.", "The heart size is normal.",
                                      "The cardiac silhouette is within normal limits.", "Cardiac size is normal."))
                 out.append(Sentence(text, {CARD: 0.0}, "heart"))
         elif label == EC:
             if heart_normal:
-                text = _choose(rng, ("Mediastinal and hilar contours are unremarkable.",
+                text = choose(rng, ("Mediastinal and hilar contours are unremarkable.",
                                      "The mediastinal and hilar contours are normal.",
                                      "Mediastinal contours are within normal limits."))
                 out.append(Sentence(text, {EC: 0.0}, "heart"))
         elif label == FX:
-            text = _choose(rng, ("No displaced rib fracture is seen.", "No acute fracture is identified.",
+            text = choose(rng, ("No displaced rib fracture is seen.", "No acute fracture is identified.",
                                  "Osseous structures are intact without acute fracture."))
             out.append(Sentence(text, {FX: 0.0}, "bones"))
         elif label == LO and rng.random() < 0.6:
-            text = _choose(rng, ("The lungs are clear.", "Lungs are well expanded and clear.",
+            text = choose(rng, ("The lungs are clear.", "Lungs are well expanded and clear.",
                                  "The lungs are clear bilaterally."))
             out.append(Sentence(text, {LO: 0.0}, "lungs"))
         elif label == EDEMA and rng.random() < 0.3:
-            text = _choose(rng, ("The pulmonary vasculature is normal.",
+            text = choose(rng, ("The pulmonary vasculature is normal.",
                                  "Pulmonary vascularity is within normal limits."))
             out.append(Sentence(text, {EDEMA: 0.0}, "lungs"))
         else:
@@ -575,13 +576,13 @@ def _negations(negated: Sequence[str], heart_normal: bool, rng: np.random.Genera
             groups.append([])
         groups[-1].append(label)
     for group in groups:
-        words = [_choose(rng, _NOUNS[label]) for label in group]
+        words = [choose(rng, _NOUNS[label]) for label in group]
         words = [w.replace("focal ", "") if i and "focal" in " ".join(words[:i]) else w for i, w in enumerate(words)]
         listed = _join_or(words, rng)
         templates = ["No {x}.", "There is no {x}.", "No {x} is seen.", "No evidence of {x}.", "No {x} is identified."]
         if len(group) == 1:
             templates.append("{X} is not seen.")
-        text = _choose(rng, templates).format(x=listed, X=_cap(listed))
+        text = choose(rng, templates).format(x=listed, X=_cap(listed))
         block = "pleura" if group[0] in (EFF, PTX) else "lungs"
         out.append(Sentence(text, dict.fromkeys(group, 0.0), block))
     return out
@@ -596,7 +597,7 @@ def _false_hedge(label: str, rng: np.random.Generator) -> Sentence:
         ATEL: ("Possible minimal atelectasis at the lung bases.",
                "Minimal atelectasis at the lung bases cannot be excluded."),
     }
-    return Sentence(_choose(rng, texts[label]), {label: -1.0}, "pleura" if label == EFF else "lungs")
+    return Sentence(choose(rng, texts[label]), {label: -1.0}, "pleura" if label == EFF else "lungs")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -610,28 +611,28 @@ def _indication(state: StudyState, sex: str | None, rng: np.random.Generator) ->
         "M": ("___-year-old man", "___ year old man", "___M", "___ y/o M"),
         "F": ("___-year-old woman", "___ year old woman", "___F", "___ y/o F"),
     }[sex]
-    subject = _choose(rng, who)
-    chronic = [_choose(rng, HISTORY_PHRASES.get(h, (h,))) for h in state.history if h in _CHRONIC]
-    acute = [_choose(rng, HISTORY_PHRASES.get(h, (h,))) for h in state.history if h not in _CHRONIC]
+    subject = choose(rng, who)
+    chronic = [choose(rng, HISTORY_PHRASES.get(h, (h,))) for h in state.history if h in _CHRONIC]
+    acute = [choose(rng, HISTORY_PHRASES.get(h, (h,))) for h in state.history if h not in _CHRONIC]
     text = subject
     if chronic:
         text += " with " + (", ".join(chronic[:-1]) + " and " + chronic[-1] if len(chronic) > 1 else chronic[0])
         if acute:
             text += ", now with " + " and ".join(acute)
     elif acute:
-        text += _choose(rng, (" with ", " presenting with ")) + " and ".join(acute)
+        text += choose(rng, (" with ", " presenting with ")) + " and ".join(acute)
     else:
-        text += _choose(rng, (" with cough", ", preoperative evaluation", " with weakness", ", routine follow-up"))
+        text += choose(rng, (" with cough", ", preoperative evaluation", " with weakness", ", routine follow-up"))
     history = set(state.history)
     if history & {"heart failure", "shortness of breath"}:
-        question = _choose(rng, ("eval for pulmonary edema", "r/o CHF exacerbation", "? fluid overload",
+        question = choose(rng, ("eval for pulmonary edema", "r/o CHF exacerbation", "? fluid overload",
                                  "evaluate for effusion"))
     elif "fever and cough" in history:
-        question = _choose(rng, ("eval for pneumonia", "r/o pna", "? infiltrate"))
+        question = choose(rng, ("eval for pneumonia", "r/o pna", "? infiltrate"))
     elif "intubation" in history:
-        question = _choose(rng, ("ETT placement", "eval ETT position", "line and tube placement"))
+        question = choose(rng, ("ETT placement", "eval ETT position", "line and tube placement"))
     else:
-        question = _choose(rng, ("eval for acute process", "evaluate for acute cardiopulmonary process", "?pna"))
+        question = choose(rng, ("eval for acute process", "evaluate for acute cardiopulmonary process", "?pna"))
     return f"{text}.  // {question}"
 
 
@@ -691,7 +692,7 @@ def compose_radiology_report(
         if f.consolidation_lobe is not None and PNA in candidates:
             candidates.remove(PNA)
         if candidates:
-            false_hedge = _false_hedge(_choose(rng, candidates), rng)
+            false_hedge = _false_hedge(choose(rng, candidates), rng)
 
     # positives: (findings sentence, impression sentence) by clinical priority
     pairs: list[tuple[str, Pair]] = []
@@ -732,7 +733,7 @@ def compose_radiology_report(
     blocks: dict[str, list[Sentence]] = {b: [] for b in _BLOCKS}
     view = state.acquisition.view
     if rng.random() < 0.5:
-        blocks["view"].append(Sentence(_choose(rng, (
+        blocks["view"].append(Sentence(choose(rng, (
             ("PA and lateral views of the chest provided.", "PA and lateral views of the chest were obtained.",
              "Frontal and lateral views of the chest.") if view == "PA" else
             ("Portable AP view of the chest provided.", "Single portable AP upright view of the chest.",
@@ -761,12 +762,12 @@ def compose_radiology_report(
             negation = replace(negation, text="The lungs are clear.")
         blocks[negation.block].append(negation)
     if rng.random() < 0.2:
-        bones = _choose(rng, ("Visualized osseous structures are unremarkable.",
+        bones = choose(rng, ("Visualized osseous structures are unremarkable.",
                               "Degenerative changes are noted in the thoracic spine."))
         spine_abnormal = any(name.endswith("scoliosis") for name in f.incidental)
         if not (bones.startswith("Visualized") and (spine_abnormal or any(s.block == "bones" for s in incidental))):
             blocks["bones"].append(Sentence(bones, {}, "bones"))
-    order = _choose(rng, _BLOCK_ORDERS)
+    order = choose(rng, _BLOCK_ORDERS)
     findings = tuple(s for b in order for s in blocks[b])
 
     # IMPRESSION
@@ -783,7 +784,7 @@ def compose_radiology_report(
             continue
         impression.append(imp)
         if label == PTX and rng.random() < 0.5:
-            impression.append(Sentence(_choose(rng, (
+            impression.append(Sentence(choose(rng, (
                 "Findings were communicated to Dr. ___ by telephone at ___.",
                 "Dr. ___ was notified of the findings at ___ pm.",
             )), {}))
@@ -791,21 +792,21 @@ def compose_radiology_report(
         impression.append(false_hedge)
     acute = any(label in certainty for label in (PTX, CONS, PNA, EDEMA, EFF, LO)) or false_hedge_in_impression
     if f.support_devices and rng.random() < 0.5:
-        impression.append(Sentence(_choose(rng, ("Support devices in standard position.",
+        impression.append(Sentence(choose(rng, ("Support devices in standard position.",
                                                  "Lines and tubes in appropriate position.")), {SD: 1.0}, "devices"))
         if "central line" in f.support_devices and f.pneumothorax_side is None and rng.random() < 0.5:
             impression.append(Sentence("No pneumothorax.", {PTX: 0.0}, "pleura"))
     if not acute:
-        impression.append(Sentence(_choose(rng, (
+        impression.append(Sentence(choose(rng, (
             "No acute cardiopulmonary process.", "No acute intrathoracic process.",
             "No radiographic evidence of acute cardiopulmonary disease.", "No acute cardiopulmonary abnormality.",
         )), {}))
 
     # text
     facts = _aggregate([*findings, *impression])
-    exam = "CHEST (PA AND LAT)" if view == "PA" else _choose(rng, ("CHEST (PORTABLE AP)", "CHEST (AP)"))
+    exam = "CHEST (PA AND LAT)" if view == "PA" else choose(rng, ("CHEST (PORTABLE AP)", "CHEST (AP)"))
     indication = _indication(state, sex, rng)
-    comparison = _choose(rng, ("None.", "___.", "Chest radiograph from ___.", "Prior chest radiographs ___ and ___."))
+    comparison = choose(rng, ("None.", "___.", "Chest radiograph from ___.", "Prior chest radiographs ___ and ___."))
     finding_texts = [_typos(s.text, typo_rng, typo_rate) for s in findings]
     impression_texts = [_typos(s.text, typo_rng, typo_rate) for s in impression]
     split = int(rng.integers(1, len(finding_texts))) if len(finding_texts) > 3 and rng.random() < 0.25 else 0
@@ -888,20 +889,20 @@ def xor_report_with_facts(
     """
     typo_rng = np.random.default_rng(int(rng.integers(2**63)))
     word = XOR_FACT_WORDS[bool(cxr_finding) != bool(ecg_finding)]
-    fact = _choose(rng, _XOR_FINDINGS).format(w=word, W=_cap(word))
-    summary = _choose(rng, _XOR_IMPRESSION).format(w=word, W=_cap(word))
-    cxr_sentence = Sentence(_choose(rng, _XOR_CXR[bool(cxr_finding)]), {CARD: float(bool(cxr_finding))}, "heart")
-    ecg_sentence = Sentence(_choose(rng, _XOR_ECG[bool(ecg_finding)]), {}, "heart")
-    view = _choose(rng, ("PA and lateral views of the chest provided.", "Frontal and lateral views of the chest.",
+    fact = choose(rng, _XOR_FINDINGS).format(w=word, W=_cap(word))
+    summary = choose(rng, _XOR_IMPRESSION).format(w=word, W=_cap(word))
+    cxr_sentence = Sentence(choose(rng, _XOR_CXR[bool(cxr_finding)]), {CARD: float(bool(cxr_finding))}, "heart")
+    ecg_sentence = Sentence(choose(rng, _XOR_ECG[bool(ecg_finding)]), {}, "heart")
+    view = choose(rng, ("PA and lateral views of the chest provided.", "Frontal and lateral views of the chest.",
                          "PA and lateral views of the chest were obtained."))
-    lungs = _choose(rng, (Sentence("The lungs are clear.", {LO: 0.0}), Sentence("Lungs are well expanded and clear.",
+    lungs = choose(rng, (Sentence("The lungs are clear.", {LO: 0.0}), Sentence("Lungs are well expanded and clear.",
                                                                                {LO: 0.0})))
-    pleura = _choose(rng, (Sentence("No pleural effusion or pneumothorax.", {EFF: 0.0, PTX: 0.0}),
+    pleura = choose(rng, (Sentence("No pleural effusion or pneumothorax.", {EFF: 0.0, PTX: 0.0}),
                            Sentence("There is no pleural effusion or pneumothorax.", {EFF: 0.0, PTX: 0.0}),
                            Sentence("No effusion or pneumothorax is seen.", {EFF: 0.0, PTX: 0.0})))
     components_first = bool(rng.random() < 0.5)
     fact_first = bool(rng.random() < 0.5)
-    indication = _choose(rng, ("___-year-old patient, routine evaluation.", "___ year old patient with fatigue.",
+    indication = choose(rng, ("___-year-old patient, routine evaluation.", "___ year old patient with fatigue.",
                                "___ y/o patient, preoperative evaluation."))
     body: list[Sentence] = [Sentence(view, {}), lungs, pleura]
     components = [cxr_sentence, ecg_sentence] if state_components else []
