@@ -69,17 +69,19 @@ class Box:
 
 
 def grounding_phrases(boxes: Sequence[Box]) -> list[tuple[str, list[Box]]]:
-    """MS-CXR-style phrases of one X-ray's boxes: ``(phrase, its boxes)``, in the boxes' order.
+    """MS-CXR-style phrases of one X-ray's boxes: ``(phrase, its boxes)``, in the boxes' order. The world writes
+    the study's own report sentence about each group's finding in its place
+    (:func:`medclr.synth.reports.grounding_phrase`, as MS-CXR's phrases come from the reports); these template
+    phrases group the boxes, and are the XOR world's phrases, whose reports place no finding.
 
-    A box's phrase is ``"<finding> at the <location>"`` (``"pleural effusion at the left base"``), where a support
-    device is named as the reports name it (``"endotracheal tube at the trachea"``: "support devices" is CheXpert's
-    category, a word no report uses, and MS-CXR's phrases are spans of the reports). A finding drawn on
-    both sides (``"left base"`` and ``"right base"`` boxes of one label) is one phrase with both boxes, ``"pleural
-    effusion at both bases"``, as the reports write it ("bilateral pleural effusions", "bibasilar atelectasis",
-    "bilateral perihilar opacities") and as MS-CXR annotates such a phrase (Boecking et al., 2022: one phrase, one
-    box per region). The phantom draws both sides of a finding alike (one severity), so a phrase naming one side of
-    it would ask a map to choose between two identical regions: any map, however good, points at the named side
-    about half of the time.
+    A box's template phrase is ``"<finding> at the <location>"`` (``"pleural effusion at the left base"``), where a
+    support device is named as the reports name it (``"endotracheal tube at the trachea"``: "support devices" is
+    CheXpert's category, a word no report uses). A finding drawn on both sides (``"left base"`` and ``"right base"``
+    boxes of one label) is one phrase with both boxes, ``"pleural effusion at both bases"``, as the reports write it
+    ("bilateral pleural effusions", "bibasilar atelectasis", "bilateral perihilar opacities") and as MS-CXR
+    annotates such a phrase (Boecking et al., 2022: one phrase, one box per region). The phantom draws both sides
+    of a finding alike (one severity), so a phrase naming one side of it would ask a map to choose between two
+    identical regions: any map, however good, points at the named side about half of the time.
 
     >>> b = [Box("Edema", 0, 0, 1, 1, "right perihilar region"), Box("Cardiomegaly", 0, 0, 1, 1, "cardiac silhouette"),
     ...      Box("Edema", 2, 0, 1, 1, "left perihilar region")]

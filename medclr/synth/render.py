@@ -15,6 +15,7 @@ from medclr.synth.latent import Study
 from medclr.synth.state import INCIDENTAL_FINDINGS
 
 if TYPE_CHECKING:
+    from medclr.synth.reports import Sentence
     from medclr.synth.world import Preset
 
 Rows = list[tuple[str, dict[str, Any]]]
@@ -56,25 +57,30 @@ def _truth_row(study: Study, ids: dict[str, Any], spec: Preset) -> dict[str, Any
     return row
 
 
-def _report(study: Study, rng: np.random.Generator, spec: Preset) -> tuple[str, dict[str, float]]:
-    from medclr.synth.reports import radiology_report_with_facts, xor_report_with_facts
+def _report(study: Study, rng: np.random.Generator, spec: Preset
+            ) -> tuple[str, dict[str, float], tuple[Sentence, ...] | None]:
+    """The study's report, its CheXpert facts and its typo-free FINDINGS sentences (None for the XOR world's
+    reports, which describe no finding's place)."""
+    from medclr.synth.reports import compose_radiology_report, xor_report_with_facts
 
     if spec.xor:  # half of the reports also state the two findings (see data_cards/synth.md)
         cxr_bit, ecg_bit = study.state.cxr.cardiomegaly is not None, study.state.ecg.lvh
-        return xor_report_with_facts(cxr_bit, ecg_bit, rng, state_components=bool(rng.random() < 0.5))
-    return radiology_report_with_facts(study.state, rng, sex=study.patient.sex)
+        return *xor_report_with_facts(cxr_bit, ecg_bit, rng, state_components=bool(rng.random() < 0.5)), None
+    report = compose_radiology_report(study.state, rng, sex=study.patient.sex)
+    return report.text, report.facts, report.findings
 
 
 def _render_cxr(root: Path, study: Study, ids: dict[str, Any], when: datetime, rng: np.random.Generator,
                 spec: Preset, truth: dict[str, Any]) -> Rows:
     from medclr.synth.cxr import grounding_phrases, render_cxr, to_stored
+    from medclr.synth.reports import grounding_phrase
 
     state = study.state
     image, boxes = render_cxr(state.cxr, state.acquisition, rng)  # [H, W] in [0, 1], boxes in pixels
     height, width = image.shape
     truth["boxes"] = json.dumps([{"label": b.label, "location": b.location,
                                   "box": [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)]} for b in boxes])
-    report, facts = _report(study, rng, spec)
+    report, facts, sentences = _report(study, rng, spec)
     if study.patient.cohort == "chexpert":
         return _chexpert(root, study, ids, image, facts, truth)
     subject, cxr_study, dicom_id = ids["subject_id"], ids["cxr_study_id"], ids["dicom_id"]
@@ -102,7 +108,8 @@ def _render_cxr(root: Path, study: Study, ids: dict[str, Any], when: datetime, r
             "split": {"val": "validate"}.get(split, split)}),
         ("mimic-cxr/mimic-cxr-2.0.0-chexpert.csv.gz", layouts.mimic_chexpert_row(subject, cxr_study, facts)),
     ]
-    for phrase, found in grounding_phrases(boxes):
+    for template, found in grounding_phrases(boxes):  # MS-CXR's phrases are the report's (XOR world: templates)
+        phrase = template if sentences is None else grounding_phrase(found[0].label, found[0].location, sentences)
         rows += [("ms-cxr/MS_CXR_Local_Alignment_v1.1.0.csv", {
             "dicom_id": dicom_id, "category_name": box.label, "label_text": phrase, "path": relative,
             "x": round(box.x), "y": round(box.y), "w": round(box.w), "h": round(box.h), "image_width": width,

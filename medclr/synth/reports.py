@@ -95,6 +95,7 @@ __all__ = [
     "Sentence",
     "compose_radiology_report",
     "finding_locations",
+    "grounding_phrase",
     "radiology_report",
     "radiology_report_with_facts",
     "xor_report",
@@ -285,6 +286,36 @@ def finding_locations(findings: CxrFindings) -> list[tuple[str, str]]:
     where = {"ett": "trachea", "central line": "superior vena cava", "pacemaker": "left chest wall"}
     out += [(SD, where[device]) for device in findings.support_devices]
     return out
+
+
+_DEVICE_WORDS = {"trachea": "endotracheal", "superior vena cava": "central", "left chest wall": "pacemaker"}
+"""A device box's location (:func:`finding_locations`) -> the word its FINDINGS sentence names the device by."""
+
+
+def grounding_phrase(label: str, location: str, findings: Sequence[Sentence]) -> str:
+    """The phrase MS-CXR would pair with the X-ray box of ``label`` at ``location``: the report's own FINDINGS
+    sentence that describes the finding (typo-free, without its full stop), as MS-CXR's radiologists took each
+    phrase from the study's report (Boecking et al., ECCV 2022: "image-sentence pairs of bounding boxes and
+    corresponding phrases"), so a phrase reads as the reports read: ``"Small left pleural effusion"``,
+    ``"Plate-like atelectasis at the right base"``, ``"Mild pulmonary vascular congestion"`` (hedges kept).
+
+    The sentence is the one whose first fact is the box's finding, stated present or hedged (a consolidation
+    sentence for a Pneumonia box; a device sentence that names the device for a Support Devices box): every
+    present finding has exactly one (module docstring), and a sentence names one lateralised finding at most, so
+    its side words are the box's. Raises ValueError when ``findings`` states no such sentence (a report of
+    another study, or one without FINDINGS sentences such as the XOR world's).
+
+    >>> s = [Sentence("Heart size is normal.", {CARD: 0.0}), Sentence("Small left pleural effusion.", {EFF: 1.0})]
+    >>> grounding_phrase(EFF, "left base", s)
+    'Small left pleural effusion'
+    """
+    primary = CONS if label == PNA else label
+    for sentence in findings:
+        first = next(iter(sentence.facts), None)
+        if first == primary and sentence.facts[first] != 0.0 and (
+                label != SD or _DEVICE_WORDS.get(location, location) in sentence.text.lower()):
+            return sentence.text.rstrip(".")
+    raise ValueError(f"no FINDINGS sentence states {label} at the {location}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

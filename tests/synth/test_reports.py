@@ -25,6 +25,7 @@ from medclr.synth.reports import (
     Sentence,
     compose_radiology_report,
     finding_locations,
+    grounding_phrase,
     radiology_report,
     radiology_report_with_facts,
     xor_report,
@@ -292,6 +293,35 @@ def test_any_findings(findings: CxrFindings, seed: int, view: str) -> None:
     assert {"findings", "impression"} <= set(parse_sections(report.text))
     _check_sides(state, report)
     _check_facts(report)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(findings=findings_strategy, seed=st.integers(0, 2**32 - 1))
+def test_grounding_phrase_is_the_findings_sentence_of_the_boxed_finding(findings: CxrFindings, seed: int) -> None:
+    """Every box (:func:`finding_locations`) gets its report's FINDINGS sentence about that finding: the label's
+    words, the box's side (a finding on one side), the device it names."""
+    report = _report(StudyState(cxr=findings), seed, false_hedge_rate=0.2)  # type: ignore[arg-type]
+    texts = {s.text for s in report.findings}
+    located = finding_locations(findings)
+    for label, location in located:
+        phrase = grounding_phrase(label, location, report.findings)
+        assert f"{phrase}." in texts
+        assert re.search(TERMS["Consolidation" if label == "Pneumonia" else label], phrase, re.I), phrase
+        side, _, rest = location.partition(" ")
+        both = sum(lab == label and loc.endswith(rest) for lab, loc in located) == 2
+        if side in ("left", "right") and rest in ("base", "apex"):
+            assert (re.search(r"bilateral|both|bibasilar", phrase, re.I) if both else side in phrase.lower()), phrase
+            assert both or {"left": "right", "right": "left"}[side] not in phrase.lower(), phrase
+    words = {"trachea": "endotracheal", "superior vena cava": "central", "left chest wall": "pacemaker"}
+    for device in findings.support_devices:
+        location = dict(finding_locations(CxrFindings(support_devices=(device,))))["Support Devices"]
+        assert words[location] in grounding_phrase("Support Devices", location, report.findings).lower()
+
+
+def test_grounding_phrase_refuses_a_finding_the_report_does_not_state() -> None:
+    report = _report(StudyState(cxr=CxrFindings(effusion_sides=("left",))), 0)
+    with pytest.raises(ValueError, match="Atelectasis at the left base"):
+        grounding_phrase("Atelectasis", "left base", report.findings)
 
 
 # ----------------------------------------------------------------------------------------------------------------
