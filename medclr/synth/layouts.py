@@ -57,14 +57,16 @@ def write_dicom(
     """A CR chest radiograph, RLE Lossless compressed (as PACS exports often are).
 
     Only synthetic identifiers go in: PatientID is the (synthetic) subject id; no names, birth dates or
-    institutions, as in MIMIC-CXR's de-identified DICOMs.
+    institutions, as in MIMIC-CXR's de-identified DICOMs. The series and instance UIDs are derived from
+    ``study_uid`` (pydicom's hashed ``generate_uid`` with it as the entropy source), so a world's files repeat byte
+    for byte for a seed.
     """
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.SOPClassUID = _CR_SOP_CLASS
-    ds.SOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[study_uid, "instance"])
     ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[study_uid, "series"])
     ds.Modality = "CR"
     ds.PatientID = str(subject_id)
     ds.StudyDate, ds.StudyTime = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
@@ -77,7 +79,7 @@ def write_dicom(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
     full = 2**bits_stored
     ds.WindowCenter, ds.WindowWidth = f"{full / 2:.0f}", f"{full:.0f}"
-    ds.compress(RLELossless, np.ascontiguousarray(stored.astype(np.uint16)))
+    ds.compress(RLELossless, np.ascontiguousarray(stored.astype(np.uint16)), generate_instance_uid=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
 

@@ -33,7 +33,7 @@ def _digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix in {".txt", ".hea", ".dat", ".csv"}
+        if p.is_file() and p.suffix in {".txt", ".hea", ".dat", ".csv", ".dcm", ".jpg"}
     }
 
 
