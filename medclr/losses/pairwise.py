@@ -32,6 +32,10 @@ Options:
   (image, text), added with this weight; the loss then needs the two modalities' token grids
   (``loss(..., tokens={m: EncoderOutput})``, which :class:`medclr.train.parts.ContrastiveStep` passes when
   :attr:`ConvirtLoss.token_modalities` is not empty). See :mod:`medclr.losses.local`.
+* ``memory_size`` / ``memory_start``: cross-batch memory (XBM; Wang et al., CVPR 2020): the last
+  ``memory_size`` rows of each pair's modalities, kept without gradient, are extra negatives from training call
+  ``memory_start`` on; a remembered row with the query's ``groups`` id (the same report) is never its negative.
+  See :mod:`medclr.losses.memory`.
 * ``local_intra_weight``: LoVT's within-report contrast (Mueller et al., ECCV 2022) added with this weight: each
   word's region context must match its own word better than the report's other words
   (:func:`medclr.losses.local.within_report_loss`); needs ``local_weight`` > 0.
@@ -63,6 +67,7 @@ from medclr.losses.base import (
 )
 from medclr.losses.extras import alignment_rows, uniformity
 from medclr.losses.local import GLORIA_TEMPERATURES, LocalAlignment
+from medclr.losses.memory import CrossBatchMemory, with_memory
 from medclr.types import EncoderOutput
 
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("cxr", "report"), ("ecg", "report"))
@@ -81,7 +86,8 @@ class ConvirtLoss(MultimodalLoss):
                  uniform_weight: float = 0.0,
                  uniform_t: float = 2.0, local_weight: float = 0.0,
                  local_pair: Sequence[str] = ("cxr", "report"),
-                 local_temperatures: Sequence[float] = GLORIA_TEMPERATURES, local_intra_weight: float = 0.0) -> None:
+                 local_temperatures: Sequence[float] = GLORIA_TEMPERATURES, local_intra_weight: float = 0.0,
+                 memory_size: int = 0, memory_start: int = 0) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1]; got {lam}")
@@ -102,6 +108,7 @@ class ConvirtLoss(MultimodalLoss):
         self.local_intra_weight = float(local_intra_weight)
         self.local = LocalAlignment(str(local_pair[0]), str(local_pair[1]),
                                     tuple(float(t) for t in local_temperatures))  # type: ignore[arg-type]
+        self.memory = CrossBatchMemory(memory_size, memory_start)  # not a module: outside the state dict
 
     @property
     def token_modalities(self) -> tuple[str, ...]:
@@ -112,7 +119,8 @@ class ConvirtLoss(MultimodalLoss):
         local = f", local_weight={self.local_weight}, local_pair={self.token_modalities}" if self.local_weight else ""
         local += f", local_intra_weight={self.local_intra_weight}" if self.local_intra_weight else ""
         hard = f", hard_negative_beta={self.hard_negative_beta}" if self.hard_negative_beta else ""
-        return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{hard}{local}"
+        memory = f", memory_size={self.memory.size}, memory_start={self.memory.start}" if self.memory.size else ""
+        return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{hard}{local}{memory}"
 
     def forward(
         self, emb: Mapping[str, Tensor], logit_scale: Tensor | float, present: Masks | None = None,
@@ -135,6 +143,8 @@ class ConvirtLoss(MultimodalLoss):
             if rows.n_global:
                 terms.append(self._pair(rows, a, b, logit_scale, positives, out))
         out["loss"] = (terms[0] if len(terms) == 1 else torch.stack(terms).mean()) if terms else zero_loss(emb)
+        if self.training and self.memory.size:
+            self.memory.tick()
         if self.local_weight:
             local = self._local(tokens, present, groups, positives, out)
             if local is not None:
@@ -180,6 +190,8 @@ class ConvirtLoss(MultimodalLoss):
         pos = positive_mask(rows, (a,), (b,), extra)  # [n, N]; the rule is symmetric, so it serves both ways
         ab = scale * xa @ rows.every[b].T  # [n, N] a_i against every b_j
         ba = ab.T if rows.single else scale * xb @ rows.every[a].T  # [n, N] b_i against every a_j
+        if self.training and self.memory.size:  # XBM: [n, N + m] with the remembered rows, which are negatives
+            ab, ba, pos = self._remember(rows, a, b, scale, ab, ba, pos)
         l_ab, l_ba = self._direction(rows, ab, pos), self._direction(rows, ba, pos)
         out[f"loss/{a}->{b}"], out[f"loss/{b}->{a}"] = l_ab.detach(), l_ba.detach()
         total = self.lam * l_ab + (1.0 - self.lam) * l_ba
@@ -193,6 +205,21 @@ class ConvirtLoss(MultimodalLoss):
             total = total + self.uniform_weight * unif
         out[f"loss/{a}-{b}"] = total.detach()
         return total
+
+    def _remember(self, rows: Rows, a: str, b: str, scale: Tensor, ab: Tensor, ba: Tensor,
+                  pos: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Append the memory's rows of b to ``ab`` and of a to ``ba`` (a query's own item excluded by its groups
+        id), pad ``pos`` with False for them, then queue this call's rows of all ranks."""
+        key = f"{a}-{b}"
+        grouped = next((m for m in (b, a) if m in rows.groups_local), None)
+        ids, every_ids = (rows.groups_local[grouped], rows.groups_every[grouped]) if grouped else (None, None)
+        ab = with_memory(ab, rows.local[a], scale, self.memory.negatives(f"{key}/{b}", rows.local[a]), ids)
+        ba = with_memory(ba, rows.local[b], scale, self.memory.negatives(f"{key}/{a}", rows.local[b]), ids)
+        if pos is not None and ab.shape[1] > pos.shape[1]:
+            pos = torch.cat([pos, pos.new_zeros(pos.shape[0], ab.shape[1] - pos.shape[1])], dim=1)
+        for m in (a, b):
+            self.memory.push(f"{key}/{m}", rows.every[m], every_ids)
+        return ab, ba, pos
 
     def _direction(self, rows: Rows, logits: Tensor, positives: Tensor | None) -> Tensor:
         if self.hard_negative_beta:

@@ -33,6 +33,7 @@ def cases() -> dict[str, tuple[MultimodalLoss, bool, bool]]:
                                         align_weight=0.5), False, False),
         "convirt_hard_negatives": (ConvirtLoss(pairs=[("cxr", "report"), ("ecg", "report")], hard_negative_beta=0.5),
                                    True, True),
+        "convirt_memory": (ConvirtLoss(pairs=[("cxr", "report"), ("ecg", "report")], memory_size=5), True, True),
         "symile_n_squared": (SymileLoss(negatives="n_squared", chunk_elements=8), True, False),
         "symile_n": (SymileLoss(negatives="n", seed=0), False, False),
         "gram": (GramLoss(anchor="report", label_smoothing=0.1), True, True),
@@ -45,6 +46,11 @@ def run_case(name: str, rows: slice) -> dict[str, Any]:
     emb, present, groups = full_batch()
     mine = {m: x[rows].detach().clone().requires_grad_() for m, x in emb.items()}
     scale = torch.tensor(SCALE, dtype=torch.float64, requires_grad=True)
+    if isinstance(loss, ConvirtLoss) and loss.memory.size:  # a previous batch fills the cross-batch memory
+        previous = batch(MODS, n=N_ROWS, d=5, seed=321)
+        loss({m: x[rows] for m, x in previous.items()}, SCALE,
+             present={m: p[rows] for m, p in present.items()} if with_present else None,
+             groups={m: (g + 2)[rows] for m, g in groups.items()} if with_groups else None)  # ids 2-4 recur
     out = loss(mine, scale, present={m: p[rows] for m, p in present.items()} if with_present else None,
                groups={m: g[rows] for m, g in groups.items()} if with_groups else None)
     out["loss"].backward()

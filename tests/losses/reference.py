@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
@@ -63,17 +63,28 @@ def same(groups: dict[str, list[int]] | None, m: str, i: int, j: int) -> bool:
 
 
 def convirt(emb: dict[str, Tensor], pairs: Sequence[tuple[str, str]], lam: float, s: float,
-            groups: dict[str, list[int]] | None = None, dcl: bool = False, beta: float = 0.0) -> float:
-    """mean over pairs of lam * CE(s a b^T) + (1 - lam) * CE(s b a^T), loops only."""
+            groups: dict[str, list[int]] | None = None, dcl: bool = False, beta: float = 0.0,
+            memory: Mapping[str, tuple[Tensor, Sequence[int] | None]] | None = None) -> float:
+    """mean over pairs of lam * CE(s a b^T) + (1 - lam) * CE(s b a^T), loops only.
+
+    ``memory["<a>-<b>/<m>"] = (rows [M, D], ids or None)``: extra negatives for the queries of the pair's other
+    modality, except rows whose id equals the query row's ``groups`` id (of b, else of a)."""
     total = []
     for a, b in pairs:
         va, vb = rows(emb[a]), rows(emb[b])
         n = len(va)
         parts = []
-        for x, y in ((va, vb), (vb, va)):
+        grouped = next((m for m in (b, a) if groups is not None and m in groups), None)
+        for x, y, target in ((va, vb, b), (vb, va, a)):
+            extra, extra_ids = memory.get(f"{a}-{b}/{target}", (None, None)) if memory else (None, None)
             row_losses = []
             for i in range(n):
                 logits = [s * dot(x[i], y[j]) for j in range(n)]
+                for k, row in enumerate(rows(extra) if extra is not None else []):
+                    own = extra_ids is not None and grouped is not None and groups is not None \
+                        and extra_ids[k] == groups[grouped][i]
+                    if not own:
+                        logits.append(s * dot(x[i], row))
                 pos = [j for j in range(n) if same(groups, a, i, j) or same(groups, b, i, j)]
                 row_losses.append(decoupled(logits, pos) if dcl else hard_negative(logits, pos, beta) if beta
                                   else cross_entropy(logits, pos))
