@@ -122,3 +122,11 @@ def with_memory(logits: Tensor, query: Tensor, scale: Tensor, memory: Remembered
         same = (query_ids.reshape(-1, 1) == memory.ids.reshape(1, -1)) & memory.known.reshape(1, -1)  # [n, m]
         extra = extra.masked_fill(same, EXCLUDED)
     return torch.cat([logits, extra], dim=1)
+
+
+def pad_columns(mask: Tensor | None, logits: Tensor) -> Tensor | None:
+    """A ``[n, N]`` positives mask padded with False to ``logits``' ``[n, N + m]`` (remembered rows are never
+    positives); None stays None."""
+    if mask is None or mask.shape[1] == logits.shape[1]:
+        return mask
+    return torch.cat([mask, mask.new_zeros(mask.shape[0], logits.shape[1] - mask.shape[1])], dim=1)

@@ -32,10 +32,11 @@ Options:
   (image, text), added with this weight; the loss then needs the two modalities' token grids
   (``loss(..., tokens={m: EncoderOutput})``, which :class:`medclr.train.parts.ContrastiveStep` passes when
   :attr:`ConvirtLoss.token_modalities` is not empty). See :mod:`medclr.losses.local`.
-* ``memory_size`` / ``memory_start``: cross-batch memory (XBM; Wang et al., CVPR 2020): the last
-  ``memory_size`` rows of each pair's modalities, kept without gradient, are extra negatives from training call
-  ``memory_start`` on; a remembered row with the query's ``groups`` id (the same report) is never its negative.
-  See :mod:`medclr.losses.memory`.
+* ``memory_size`` / ``memory_start`` / ``memory_modalities``: cross-batch memory (XBM; Wang et al., CVPR 2020):
+  the last ``memory_size`` rows of each pair's modalities (or only of ``memory_modalities``, e.g. ``[report]``
+  for the slow LoRA text tower), kept without gradient, are extra negatives from training call ``memory_start``
+  on; a remembered row with the query's ``groups`` id (the same report) is never its negative. See
+  :mod:`medclr.losses.memory`.
 * ``local_intra_weight``: LoVT's within-report contrast (Mueller et al., ECCV 2022) added with this weight: each
   word's region context must match its own word better than the report's other words
   (:func:`medclr.losses.local.within_report_loss`); needs ``local_weight`` > 0.
@@ -67,7 +68,7 @@ from medclr.losses.base import (
 )
 from medclr.losses.extras import alignment_rows, uniformity
 from medclr.losses.local import GLORIA_TEMPERATURES, LocalAlignment
-from medclr.losses.memory import CrossBatchMemory, with_memory
+from medclr.losses.memory import CrossBatchMemory, pad_columns, with_memory
 from medclr.types import EncoderOutput
 
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("cxr", "report"), ("ecg", "report"))
@@ -87,7 +88,8 @@ class ConvirtLoss(MultimodalLoss):
                  uniform_t: float = 2.0, local_weight: float = 0.0,
                  local_pair: Sequence[str] = ("cxr", "report"),
                  local_temperatures: Sequence[float] = GLORIA_TEMPERATURES, local_intra_weight: float = 0.0,
-                 memory_size: int = 0, memory_start: int = 0) -> None:
+                 memory_size: int = 0, memory_start: int = 0,
+                 memory_modalities: Sequence[str] | None = None) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1]; got {lam}")
@@ -109,6 +111,7 @@ class ConvirtLoss(MultimodalLoss):
         self.local = LocalAlignment(str(local_pair[0]), str(local_pair[1]),
                                     tuple(float(t) for t in local_temperatures))  # type: ignore[arg-type]
         self.memory = CrossBatchMemory(memory_size, memory_start)  # not a module: outside the state dict
+        self.memory_modalities = None if memory_modalities is None else tuple(str(m) for m in memory_modalities)
 
     @property
     def token_modalities(self) -> tuple[str, ...]:
@@ -120,6 +123,7 @@ class ConvirtLoss(MultimodalLoss):
         local += f", local_intra_weight={self.local_intra_weight}" if self.local_intra_weight else ""
         hard = f", hard_negative_beta={self.hard_negative_beta}" if self.hard_negative_beta else ""
         memory = f", memory_size={self.memory.size}, memory_start={self.memory.start}" if self.memory.size else ""
+        memory += f", memory_modalities={list(self.memory_modalities)}" if self.memory_modalities is not None else ""
         return f"pairs={self.pairs}, lam={self.lam}, decoupled={self.decoupled}{hard}{local}{memory}"
 
     def forward(
@@ -191,8 +195,8 @@ class ConvirtLoss(MultimodalLoss):
         ab = scale * xa @ rows.every[b].T  # [n, N] a_i against every b_j
         ba = ab.T if rows.single else scale * xb @ rows.every[a].T  # [n, N] b_i against every a_j
         if self.training and self.memory.size:  # XBM: [n, N + m] with the remembered rows, which are negatives
-            ab, ba, pos = self._remember(rows, a, b, scale, ab, ba, pos)
-        l_ab, l_ba = self._direction(rows, ab, pos), self._direction(rows, ba, pos)
+            ab, ba = self._remember(rows, a, b, scale, ab, ba)
+        l_ab, l_ba = self._direction(rows, ab, pad_columns(pos, ab)), self._direction(rows, ba, pad_columns(pos, ba))
         out[f"loss/{a}->{b}"], out[f"loss/{b}->{a}"] = l_ab.detach(), l_ba.detach()
         total = self.lam * l_ab + (1.0 - self.lam) * l_ba
         if self.align_weight:
@@ -206,20 +210,20 @@ class ConvirtLoss(MultimodalLoss):
         out[f"loss/{a}-{b}"] = total.detach()
         return total
 
-    def _remember(self, rows: Rows, a: str, b: str, scale: Tensor, ab: Tensor, ba: Tensor,
-                  pos: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Append the memory's rows of b to ``ab`` and of a to ``ba`` (a query's own item excluded by its groups
-        id), pad ``pos`` with False for them, then queue this call's rows of all ranks."""
+    def _remember(self, rows: Rows, a: str, b: str, scale: Tensor, ab: Tensor, ba: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the memory's rows of b to ``ab`` and of a to ``ba`` (those of ``memory_modalities``; a query's
+        own item excluded by its groups id), then queue this call's rows of all ranks."""
         key = f"{a}-{b}"
         grouped = next((m for m in (b, a) if m in rows.groups_local), None)
         ids, every_ids = (rows.groups_local[grouped], rows.groups_every[grouped]) if grouped else (None, None)
-        ab = with_memory(ab, rows.local[a], scale, self.memory.negatives(f"{key}/{b}", rows.local[a]), ids)
-        ba = with_memory(ba, rows.local[b], scale, self.memory.negatives(f"{key}/{a}", rows.local[b]), ids)
-        if pos is not None and ab.shape[1] > pos.shape[1]:
-            pos = torch.cat([pos, pos.new_zeros(pos.shape[0], ab.shape[1] - pos.shape[1])], dim=1)
-        for m in (a, b):
+        kept = [m for m in (a, b) if self.memory_modalities is None or m in self.memory_modalities]
+        if b in kept:
+            ab = with_memory(ab, rows.local[a], scale, self.memory.negatives(f"{key}/{b}", rows.local[a]), ids)
+        if a in kept:
+            ba = with_memory(ba, rows.local[b], scale, self.memory.negatives(f"{key}/{a}", rows.local[b]), ids)
+        for m in kept:
             self.memory.push(f"{key}/{m}", rows.every[m], every_ids)
-        return ab, ba, pos
+        return ab, ba
 
     def _direction(self, rows: Rows, logits: Tensor, positives: Tensor | None) -> Tensor:
         if self.hard_negative_beta:

@@ -119,3 +119,16 @@ def test_config_builds_it_and_rejects_bad_sizes() -> None:
     assert "memory_size=64" in repr(loss)
     with pytest.raises(MedclrConfigError, match="memory_size"):
         build_loss(config(memory_size=-1))  # type: ignore[arg-type]
+
+
+def test_memory_modalities_remember_only_the_named_tower() -> None:
+    """``memory_modalities=[report]``: X-ray queries meet remembered reports; report queries only this batch."""
+    loss = ConvirtLoss(pairs=[("cxr", "report")], memory_size=6, memory_modalities=["report"])
+    s = torch.tensor(5.0, dtype=torch.float64)
+    old, new = batch(["cxr", "report"], n=4, d=5, seed=14), batch(["cxr", "report"], n=4, d=5, seed=15)
+    loss(old, s)
+    out = loss(new, s)
+    memory = {"cxr-report/report": (old["report"], None)}
+    assert out["loss"].item() == pytest.approx(ref.convirt(new, [("cxr", "report")], 0.75, 5.0, memory=memory),
+                                               rel=1e-10)
+    assert "cxr-report/cxr" not in loss.memory._emb and "memory_modalities=['report']" in repr(loss)
