@@ -340,9 +340,9 @@ def _train(paths: DemoPaths, options: DemoOptions, stages: _Stages) -> None:
 
     on_cpu = cfg.run.device == "cpu" or not torch.cuda.is_available()
     minutes = cfg.run.max_steps / 60  # a demo step on 2 cores: 0.9-2.9 s in bf16 (EPYC to Xeon, as measured
-    # 2026-12-05..07), ~1.6 s (AVX-512) - 2.5 s (AVX2) in fp32
+    # 2026-12-05..07), 1.6-2.3 s (AVX-512: EPYC to a Xeon without AVX512-BF16) - 2.5 s (AVX2) in fp32
     estimate = (f" (~{0.9 * minutes:.0f}-{2.9 * minutes:.0f} min on 2 cores with bf16, by CPU; in float32 "
-                f"~{1.6 * minutes:.0f} min with AVX-512, "
+                f"~{1.6 * minutes:.0f}-{2.3 * minutes:.0f} min with AVX-512, "
                 f"~{2.5 * minutes:.0f} min with AVX2 only)" if options.preset == "demo" and done is None and on_cpu
                 else "")
     stages.run("train", f"{recipe.relative_to(REPO_ROOT)}, {cfg.run.max_steps} steps -> {paths.run}{estimate}", build,
