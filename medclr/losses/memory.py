@@ -19,9 +19,15 @@ report text seen a few batches ago) is removed from the query's negatives (its l
 
 The memory fills from the first training call and its rows are used from call ``start`` on (XBM's warm-up: the
 first steps' embeddings move too fast to be negatives). It lives only in training mode, is not part of the
-state dict (a resumed run refills it within ``size / batch`` steps) and starts afresh, warm-up included, when
-the embedding width changes. Under a process group every rank enqueues the gathered rows, so all ranks hold
-the same memory.
+state dict (a resumed run refills it within ``size / batch`` steps, its warm-up clock restarting) and starts
+afresh, warm-up included, when the embedding width changes. Under a process group every rank enqueues the
+gathered rows, so all ranks hold the same memory.
+
+Caution, measured: XBM's metric-learning setting has class labels that tell which remembered rows are false
+negatives; self-supervised, only identical items are known. Where many studies share a report's meaning (the
+demo world: 29 % of its training report pairs share every X-ray label, in different words), the memory multiplies
+the false negatives (~75 per query at 256 rows against ~9 in a batch of 32), and the demo recipe lost retrieval
+and its grounding maps with it (benchmarks/RUN_LOG.md, "Cross-batch memory").
 """
 
 from __future__ import annotations
