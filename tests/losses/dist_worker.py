@@ -46,12 +46,12 @@ def run_case(name: str, rows: slice) -> dict[str, Any]:
     emb, present, groups = full_batch()
     mine = {m: x[rows].detach().clone().requires_grad_() for m, x in emb.items()}
     scale = torch.tensor(SCALE, dtype=torch.float64, requires_grad=True)
+    my_present = {m: p[rows] for m, p in present.items()} if with_present else None
     if isinstance(loss, ConvirtLoss) and loss.memory.size:  # a previous batch fills the cross-batch memory
         previous = batch(MODS, n=N_ROWS, d=5, seed=321)
-        loss({m: x[rows] for m, x in previous.items()}, SCALE,
-             present={m: p[rows] for m, p in present.items()} if with_present else None,
+        loss({m: x[rows] for m, x in previous.items()}, SCALE, present=my_present,
              groups={m: (g + 2)[rows] for m, g in groups.items()} if with_groups else None)  # ids 2-4 recur
-    out = loss(mine, scale, present={m: p[rows] for m, p in present.items()} if with_present else None,
+    out = loss(mine, scale, present=my_present,
                groups={m: g[rows] for m, g in groups.items()} if with_groups else None)
     out["loss"].backward()
     return {"loss": out["loss"].detach(), "grads": {m: x.grad for m, x in mine.items()}, "scale_grad": scale.grad,
