@@ -14,6 +14,7 @@ from medclr.errors import MedclrInputError
 from medclr.eval.grounding_maps import TokenLayout
 from medclr.models.config import MedclrConfigError
 from medclr.models.encoders.cxr import (
+    BinomialBlur,
     CxrEncoderConfig,
     DenseNetConfig,
     ImageNorm,
@@ -21,6 +22,7 @@ from medclr.models.encoders.cxr import (
     SmallCnnConfig,
     ViTConfig,
     gem_tokens,
+    keep_random_tokens,
     pixel_coordinates,
 )
 from tests.models.helpers import positive_constant_kernels
@@ -114,11 +116,12 @@ def receptive_field_centre(enc: torch.nn.Module, size: int) -> tuple[tuple[float
 @pytest.mark.parametrize(("cfg", "tolerance"), [
     (SmallCnnConfig(channels=(4, 8, 8), convs_per_stage=2), 1e-3),
     (SmallCnnConfig(channels=(4, 8, 8, 8), convs_per_stage=2, output_stride=4), 1e-3),
+    (SmallCnnConfig(channels=(4, 8, 8), convs_per_stage=2, antialias=True), 1e-3),
     (ResNetConfig(depth=10, widths=(4, 4, 8, 8), max_pool=False), 1e-3),
     (ResNetConfig(depth=10, widths=(4, 4, 8, 8), conv1_size=4, max_pool=False), 1e-3),  # even kernel: 1/2 earlier
     (ResNetConfig(depth=10, widths=(4, 4, 8, 8)), 1.0),
     (DenseNetConfig(init_features=4, growth_rate=4, block_config=(1, 1, 1)), 1.0),  # average-pooling transitions
-], ids=["cnn", "cnn_atrous", "resnet", "resnet_even_conv1", "resnet_maxpool", "densenet"])
+], ids=["cnn", "cnn_atrous", "cnn_antialias", "resnet", "resnet_even_conv1", "resnet_maxpool", "densenet"])
 def test_recorded_token_centres_are_the_receptive_field_centres(cfg: CxrEncoderConfig, tolerance: float) -> None:
     """Grounding maps lay each token at its recorded centre: a CNN's cell i is centred on input pixel i * stride
     (coordinate 0.5 + i * stride), not at the patch centre (i + 1/2) * stride, 7.5 pixels away at stride 16."""
@@ -154,6 +157,46 @@ def test_gem_pooling_by_hand_and_its_tokens_mean_is_the_pooled_vector() -> None:
     assert torch.all(gem_tokens(fmap, 3.0).mean(dim=(2, 3)) >= fmap.mean(dim=(2, 3)) - 1e-6)
     with pytest.raises(MedclrConfigError, match="gem_p"):
         SmallCnnConfig(gem_p=0.5)
+
+
+def test_antialiased_cnn_blurs_before_each_strided_convolution_with_a_fixed_filter() -> None:
+    plain, blurred = (SmallCnnConfig(channels=(4, 8, 8), antialias=a).build().eval() for a in (False, True))
+    assert sum(isinstance(m, BinomialBlur) for m in blurred.features) == 3
+    # the filter is fixed and unsaved: the same weights, no new state-dict entries
+    assert len(plain.state_dict()) == len(blurred.state_dict())
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in blurred.parameters())
+    blur = BinomialBlur(1)
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 16.0
+    assert blur(impulse)[0, 0, 1:4, 1:4].tolist() == [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    # a one-pixel line shifted by one pixel: the blurred stride-2 samples change less than the plain ones
+    line = torch.zeros(1, 1, 16, 16)
+    line[0, 0, 8] = 1.0
+    jump = [float((f(line)[..., ::2, :] - f(line.roll(1, dims=2))[..., ::2, :]).abs().max()) for f in
+            (torch.nn.Identity(), blur)]
+    assert jump[1] < jump[0]
+
+
+def test_token_keep_hides_random_cells_in_training_only() -> None:
+    enc = SmallCnnConfig(channels=(4, 8), token_keep=0.25).build()  # 32 px -> 8 x 8 = 64 cells, 16 kept
+    x = torch.rand(3, 1, 32, 32)
+    torch.manual_seed(0)
+    out = enc.train()(x)
+    assert out.tokens is not None and out.tokens.shape == (3, 16, 8) and out.grid is None
+    assert torch.allclose(out.pooled, out.tokens.mean(dim=1), atol=1e-6)
+    full = enc.eval()(x)  # evaluation sees every cell, on the grid (BatchNorm in eval mode: compare as sets)
+    assert full.tokens is not None and full.tokens.shape == (3, 64, 8) and full.grid == (8, 8)
+    # the kept cells are distinct cells of each image's own grid
+    grid = torch.arange(12.0).reshape(1, 12, 1).expand(2, 12, 1)  # cell i holds the value i
+    kept = keep_random_tokens(dataclasses.replace(full, tokens=grid, pooled=grid.mean(1)), 0.5).tokens
+    assert kept is not None and kept.shape == (2, 6, 1)
+    assert all(len(set(row.flatten().tolist())) == 6 for row in kept)
+    torch.manual_seed(1)
+    picks = {tuple(sorted(keep_random_tokens(dataclasses.replace(full, tokens=grid[:1], pooled=grid[:1, 0]),
+                                              0.5).tokens.flatten().tolist())) for _ in range(5)}
+    assert len(picks) > 1  # drawn afresh each call
+    with pytest.raises(MedclrConfigError, match="token_keep"):
+        SmallCnnConfig(token_keep=0.0)
 
 
 def test_pixel_coordinates_run_from_minus_one_to_one() -> None:

@@ -232,6 +232,14 @@ class CxrSmallCNN(Encoder):
     with ``output_stride: 8``, for ~1.8x the tower's compute). ``atrous: false`` skips the dilation: the tokens
     then see less of the image (the demo CNN at output stride 8: 75 instead of 91 pixels), which keeps them local.
 
+    ``antialias`` low-passes the input of every strided convolution with a fixed binomial filter (BlurPool; Zhang,
+    "Making Convolutional Networks Shift-Invariant Again", ICML 2019): a stride-2 convolution samples every second
+    output of a stride-1 one, and without a low-pass first a structure thinner than the stride lands in whichever
+    cell the sampling phase favours, so features (and a phrase's map) jump as the image shifts by one pixel.
+    Blurring the input of a linear convolution equals blurring its output (they commute), so this is Zhang's
+    blur-then-subsample at the cost of one 3 x 3 depthwise filter per strided stage; it is symmetric, so the
+    token centres stay where :func:`feature_map_output` puts them.
+
     ``coord_channels`` appends two input channels, the row and column coordinate of every pixel scaled to [-1, 1]
     (CoordConv; Liu et al., 2018). Convolutions are translation-equivariant and the tower mean-pools, so without
     them the pooled vector barely knows *where* a finding is (only the zero padding at the borders tells); with
@@ -244,7 +252,7 @@ class CxrSmallCNN(Encoder):
     def __init__(self, cfg: SmallCnnConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        self.coord_channels, self.gem_p = cfg.coord_channels, cfg.gem_p
+        self.coord_channels, self.gem_p, self.token_keep = cfg.coord_channels, cfg.gem_p, cfg.token_keep
         c_in, self.stride, dilation = 3 if cfg.coord_channels else 1, 1, 1
         output_stride = cfg.output_stride or 2 ** len(cfg.channels)
         for c in cfg.channels:
@@ -253,6 +261,8 @@ class CxrSmallCNN(Encoder):
                 stride, self.stride = 2, self.stride * 2
             else:  # keep the resolution; an atrous stage widens its later convolutions' reach instead
                 stride, dilation = 1, dilation * (2 if cfg.atrous else 1)
+            if stride == 2 and cfg.antialias:
+                layers.append(BinomialBlur(c_in))
             layers += [nn.Conv2d(c_in, c, 3, stride=stride, padding=first_dilation, dilation=first_dilation,
                                  bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
             for _ in range(cfg.convs_per_stage - 1):
@@ -271,7 +281,21 @@ class CxrSmallCNN(Encoder):
         fmap = self.features(x)  # grid = ceil(size / stride)
         if self.gem_p != 1:
             fmap = gem_tokens(fmap, self.gem_p)
-        return feature_map_output(fmap, size, self.stride)
+        out = feature_map_output(fmap, size, self.stride)
+        return keep_random_tokens(out, self.token_keep) if self.training and self.token_keep < 1 else out
+
+
+class BinomialBlur(nn.Module):
+    """Fixed depthwise 3 x 3 binomial low-pass ``[1, 2, 1]^T [1, 2, 1] / 16``, zero-padded to the same size (the
+    "Tri-3" filter of Zhang, ICML 2019). A non-persistent buffer: no parameters, no state-dict keys."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(k, k) / 16).expand(channels, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.conv2d(x, self.kernel.to(x.dtype), padding=1, groups=x.shape[1])
 
 
 def gem_tokens(fmap: Tensor, p: float, eps: float = 1e-6) -> Tensor:
@@ -285,6 +309,30 @@ def gem_tokens(fmap: Tensor, p: float, eps: float = 1e-6) -> Tensor:
     x = fmap.float().clamp(min=0)
     g = x.pow(p).mean(dim=(2, 3), keepdim=True).pow(1 / p).clamp(min=eps)  # [B, C, 1, 1]
     return x * (x / g).pow(p - 1)
+
+
+def keep_random_tokens(out: EncoderOutput, keep: float) -> EncoderOutput:
+    """Hide a random share ``1 - keep`` of every image's grid cells from the pooled vector and the token-level
+    losses (training only; Hide-and-Seek, Singh & Lee, ICCV 2017, hides input patches, FLIP, Li et al., CVPR 2023,
+    drops patch tokens): each image keeps ``k = round(keep N)`` of its ``N`` cells, drawn without replacement,
+    and its pooled vector is their mean.
+
+    Why it can anchor the grounding maps: with every cell kept, the loss is as happy when one cell *beside* a thin
+    finding carries it (its receptive field sees the finding too) as when the cell on it does, and which one wins is
+    up to the seed. With random cells hidden, a finding carried by one cell is lost whenever that cell is; the
+    loss then asks every cell that sees the finding to carry it, most strongly the ones that see it best, which
+    are the cells on it (a cell's effective receptive field peaks at its centre; Luo et al., NeurIPS 2016).
+
+    Returns tokens ``[B, k, F]`` off the grid (``grid`` None: a set of cells, as the local term reads them)."""
+    tokens = out.tokens  # [B, N, F]
+    if tokens is None or not 0 < keep <= 1:
+        raise ValueError(f"keep_random_tokens needs a token grid and 0 < keep <= 1; got keep={keep}")
+    b, n, f = tokens.shape
+    k = max(1, round(keep * n))
+    kept = torch.rand(b, n, device=tokens.device).argsort(dim=1)[:, :k]  # [B, k]: a random subset per image
+    tokens = tokens.gather(1, kept.unsqueeze(-1).expand(b, k, f))  # [B, k, F]
+    return dataclasses.replace(out, pooled=tokens.mean(dim=1), tokens=tokens, token_mask=None, grid=None,
+                               grid_axes=(), token_stride=None, token_centre=None)
 
 
 def pixel_coordinates(x: Tensor) -> Tensor:
@@ -371,6 +419,11 @@ class SmallCnnConfig(CxrEncoderConfig):
     gem_p: float = knob(1.0, "generalised-mean pooling exponent (GeM; Radenovic et al., 2018): 1 = the mean, larger "
                              "leans towards each channel's maximum; the tokens are re-weighted so their mean stays "
                              "the pooled vector (see gem_tokens)")
+    antialias: bool = knob(False, "low-pass each strided convolution's input with a fixed binomial filter "
+                                  "(BlurPool; Zhang, ICML 2019), for features that follow the image's shifts")
+    token_keep: float = knob(1.0, "share of each image's grid cells kept, drawn at random per image, for the pooled "
+                                  "vector and the token-level losses in training (1 = all; evaluation keeps all; "
+                                  "see keep_random_tokens)")
 
     def __post_init__(self) -> None:
         s = self.output_stride
@@ -378,6 +431,8 @@ class SmallCnnConfig(CxrEncoderConfig):
             raise MedclrConfigError(f"output_stride: must be a power of 2 >= 2, got {s}")
         if not self.gem_p >= 1:
             raise MedclrConfigError(f"gem_p: must be >= 1 (1 = mean pooling), got {self.gem_p}")
+        if not 0 < self.token_keep <= 1:
+            raise MedclrConfigError(f"token_keep: must lie in (0, 1], got {self.token_keep}")
 
     def build(self) -> Encoder:
         return self.finish(CxrSmallCNN(self))
