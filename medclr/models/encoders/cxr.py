@@ -289,6 +289,8 @@ class BinomialBlur(nn.Module):
     """Fixed depthwise 3 x 3 binomial low-pass ``[1, 2, 1]^T [1, 2, 1] / 16``, zero-padded to the same size (the
     "Tri-3" filter of Zhang, ICML 2019). A non-persistent buffer: no parameters, no state-dict keys."""
 
+    kernel: Tensor  # [C, 1, 3, 3]
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         k = torch.tensor([1.0, 2.0, 1.0])
