@@ -184,7 +184,7 @@ def test_token_keep_hides_random_cells_in_training_only() -> None:
     out = enc.train()(x)
     assert out.tokens is not None and out.tokens.shape == (3, 16, 8) and out.grid is None
     assert torch.allclose(out.pooled, out.tokens.mean(dim=1), atol=1e-6)
-    full = enc.eval()(x)  # evaluation sees every cell, on the grid (BatchNorm in eval mode: compare as sets)
+    full = enc.eval()(x)  # evaluation sees every cell, on the grid
     assert full.tokens is not None and full.tokens.shape == (3, 64, 8) and full.grid == (8, 8)
     # the kept cells are distinct cells of each image's own grid
     grid = torch.arange(12.0).reshape(1, 12, 1).expand(2, 12, 1)  # cell i holds the value i
